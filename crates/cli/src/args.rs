@@ -1,0 +1,156 @@
+//! The command line: one clap definition for parsing, `--help` and man pages.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build, service and deploy operating-system images.
+///
+/// slipway keeps master images in a content-addressed, deduplicated store
+/// (the successor of WIM's single-instance storage): capture a root
+/// directory as an image version, list and inspect images, apply one to a
+/// new directory with every piece of metadata intact, and verify the store.
+#[derive(Parser, Debug)]
+#[command(name = "slipway", version, max_term_width = 80, propagate_version = true)]
+#[command(after_help = "Quick start:\n  slipway store init\n  slipway capture /srv/master --name web\n  \
+slipway images\n  slipway apply web /mnt/target\n  slipway verify")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The image store directory [default: $XDG_DATA_HOME/slipway/store,
+    /// or ~/.local/share/slipway/store]
+    #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print no progress (errors and results still go out)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create or inspect the image store
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// Capture a directory tree as a new image version
+    ///
+    /// Every capture of an existing NAME adds a version (NAME@1, NAME@2,
+    /// ...). Identical files and chunks are stored once across every image
+    /// and version. Keeps owners, full modes, nanosecond times, xattrs
+    /// (ACLs, capabilities), hard links, devices, FIFOs and sparse files.
+    Capture(CaptureArgs),
+    /// List images: versions, file counts, sizes and dedup ratios
+    Images(JsonArg),
+    /// Show one image version's record
+    Info(InfoArgs),
+    /// List a directory inside an image
+    Ls(LsArgs),
+    /// Write a file from an image to standard output
+    Cat(CatArgs),
+    /// Write an image version into a directory
+    ///
+    /// Writes only inside TARGET: names that climb out, absolute paths and
+    /// paths through symlinks are refused, and nothing is ever written
+    /// through a symlink. Every chunk is checked against its hash as it is
+    /// read.
+    Apply(ApplyArgs),
+    /// Re-read and re-hash everything in the store
+    ///
+    /// Checks every pack, chunk, index file, record and ref, and names the
+    /// images and paths that use anything damaged or missing. Exits 1 when
+    /// it finds a problem.
+    Verify(JsonArg),
+    /// Write man pages for every command into a directory
+    #[command(hide = true)]
+    Man {
+        /// Output directory
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Create an empty store (at --store, $SLIPWAY_STORE or the default)
+    Init(JsonArg),
+    /// Show the store's location, format and totals
+    Info(JsonArg),
+}
+
+#[derive(Args, Debug)]
+pub struct JsonArg {
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// The directory to capture (a master root)
+    pub src: PathBuf,
+    /// The image name (letters, digits, '.', '_', '+', '-')
+    #[arg(long, short)]
+    pub name: String,
+    /// A description kept in the image record
+    #[arg(long, short, default_value = "")]
+    pub description: String,
+    /// Do not descend into other filesystems (mount points are kept empty)
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// NAME (newest version) or NAME@VERSION
+    pub image: String,
+    /// Print the record as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// NAME (newest version) or NAME@VERSION
+    pub image: String,
+    /// A path inside the image [default: /]
+    pub path: Option<OsString>,
+    /// List subdirectories too
+    #[arg(long, short = 'R')]
+    pub recursive: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// NAME (newest version) or NAME@VERSION
+    pub image: String,
+    /// The path of a regular file inside the image
+    pub path: OsString,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// NAME (newest version) or NAME@VERSION
+    pub image: String,
+    /// The directory to write into (created if missing; must be empty)
+    pub target: PathBuf,
+    /// Write into a non-empty target, replacing entries the image has
+    #[arg(long)]
+    pub force: bool,
+    /// Do not set owners (the default when not running as root)
+    #[arg(long)]
+    pub no_same_owner: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}

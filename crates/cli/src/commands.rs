@@ -1,0 +1,419 @@
+//! One function per command: open the store, call the library, print.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use slipway_store::{
+    apply, capture, lookup, read_file, rfc3339, verify, ApplyOptions, CaptureOptions, EntryKind, Found, ImageSpec,
+    ImageVersion, Store, TreeEntry,
+};
+
+use crate::args::{Cli, Cmd, Global, StoreCmd};
+use crate::human::{bytes, mode_string};
+use crate::progress::CliProgress;
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = cli.global;
+    match cli.cmd {
+        Cmd::Store(StoreCmd::Init(a)) => {
+            let path = store_path(&g)?;
+            let s = Store::init(&path)?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.store-init/1", "store": s.path(), "id": s.config().id}));
+            } else {
+                println!("created store {}", s.path().display());
+            }
+        }
+        Cmd::Store(StoreCmd::Info(a)) => store_info(&open(&g)?, a.json)?,
+        Cmd::Capture(a) => {
+            let mut s = open(&g)?;
+            let p = CliProgress::new(g.quiet);
+            let opts = CaptureOptions { name: a.name, description: a.description, one_file_system: a.one_file_system };
+            let r = capture(&mut s, &a.src, &opts, &p)?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.capture/1", "report": r}));
+            } else {
+                let st = &r.stats;
+                println!(
+                    "captured {} from {}: {} files, {} dirs, {} logical, {} new in store, {:.1} s",
+                    r.image,
+                    a.src.display(),
+                    st.files + st.hardlinks,
+                    st.dirs,
+                    bytes(st.logical_bytes),
+                    bytes(st.new_bytes),
+                    r.seconds
+                );
+            }
+        }
+        Cmd::Images(a) => images(&open(&g)?, a.json)?,
+        Cmd::Info(a) => {
+            let s = open(&g)?;
+            let img = resolve(&s, &a.image)?;
+            info(&img, a.json);
+        }
+        Cmd::Ls(a) => {
+            let s = open(&g)?;
+            let img = resolve(&s, &a.image)?;
+            ls(&s, &img, a.path.as_deref().map(os_bytes).unwrap_or(b"/"), a.recursive, a.json)?;
+        }
+        Cmd::Cat(a) => {
+            let s = open(&g)?;
+            let img = resolve(&s, &a.image)?;
+            let mut r = s.reader();
+            let e = match lookup(&mut r, &img, os_bytes(&a.path))? {
+                Found::Root => bail!("/ is a directory; use `slipway ls {}`", a.image),
+                Found::Entry(e) => e,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            read_file(&mut r, &e, &mut out)
+                .with_context(|| format!("reading {} from {}", a.path.to_string_lossy(), img.label()))?;
+            out.flush()?;
+        }
+        Cmd::Apply(a) => {
+            let s = open(&g)?;
+            let img = resolve(&s, &a.image)?;
+            let mut opts = ApplyOptions { force: a.force, ..Default::default() };
+            if a.no_same_owner {
+                opts.restore_owner = false;
+            }
+            let p = CliProgress::new(g.quiet);
+            let r = apply(&s, &img, &a.target, opts, &p)?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.apply/1", "report": r}));
+            } else {
+                println!(
+                    "applied {} to {}: {} files, {} dirs, {} hard links, {} other entries, {} in {:.1} s",
+                    r.image,
+                    r.target.display(),
+                    r.files,
+                    r.dirs,
+                    r.hardlinks,
+                    r.others,
+                    bytes(r.bytes),
+                    r.seconds
+                );
+            }
+        }
+        Cmd::Verify(a) => {
+            let s = open(&g)?;
+            let p = CliProgress::new(g.quiet);
+            let r = verify(&s, &p)?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.verify/1", "ok": r.ok(), "report": r}));
+            } else {
+                for pr in &r.problems {
+                    let at = pr.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default();
+                    println!("damaged {} {}{at}: {}", pr.object, pr.id, pr.message);
+                }
+                for u in &r.damaged_uses {
+                    println!("  used by {} {} (chunk {}): {}", u.image, u.path, u.blob, u.problem);
+                }
+                for p in &r.unindexed_packs {
+                    println!(
+                        "note: pack {} is not in any index (left by an interrupted capture; harmless)",
+                        p.display()
+                    );
+                }
+                println!(
+                    "{}: {} packs, {} chunks ({}), {} image versions checked",
+                    if r.ok() { "ok" } else { "DAMAGED" },
+                    r.packs,
+                    r.blobs,
+                    bytes(r.bytes),
+                    r.images
+                );
+                if !r.ok() {
+                    eprintln!(
+                        "error: the store has damaged or missing data; images listed above cannot be applied \
+                         in full. Recapture them from their source, or copy the store from a good replica."
+                    );
+                }
+            }
+            return Ok(if r.ok() { 0 } else { 1 });
+        }
+        Cmd::Man { dir } => man(&dir)?,
+    }
+    Ok(0)
+}
+
+fn os_bytes(s: &std::ffi::OsStr) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes()
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
+}
+
+/// --store, else $SLIPWAY_STORE (clap reads it), else the XDG data directory.
+fn store_path(g: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &g.store {
+        return Ok(p.clone());
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("slipway/store"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/slipway/store")),
+        None => bail!("no store given: pass --store DIR or set SLIPWAY_STORE"),
+    }
+}
+
+fn open(g: &Global) -> anyhow::Result<Store> {
+    Store::open(&store_path(g)?)
+}
+
+fn resolve(s: &Store, spec: &str) -> anyhow::Result<ImageVersion> {
+    s.resolve(&spec.parse::<ImageSpec>()?)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn pack_bytes(s: &Store) -> u64 {
+    s.index().packs().iter().filter_map(|p| std::fs::metadata(s.pack_path(p)).ok()).map(|m| m.len()).sum()
+}
+
+fn images(s: &Store, as_json: bool) -> anyhow::Result<()> {
+    let imgs = s.images()?;
+    let total_logical: u64 = imgs.iter().map(|i| i.record.stats.logical_bytes).sum();
+    let packs = pack_bytes(s);
+    if as_json {
+        let list: Vec<_> = imgs
+            .iter()
+            .map(|i| {
+                let st = &i.record.stats;
+                json!({
+                    "image": i.label(), "name": i.record.name, "version": i.record.version,
+                    "record": i.record_id, "created": rfc3339(i.record.created),
+                    "description": i.record.description,
+                    "files": st.files + st.hardlinks, "dirs": st.dirs,
+                    "logical_bytes": st.logical_bytes, "unique_bytes": st.unique_bytes,
+                    "stored_bytes": st.stored_bytes, "new_bytes": st.new_bytes,
+                    "dedup_ratio": ratio(st.data_bytes, st.unique_bytes),
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "schema": "slipway.images/1", "images": list,
+            "store": {"path": s.path(), "logical_bytes": total_logical, "pack_bytes": packs,
+                      "ratio": ratio(total_logical, packs)}
+        }));
+        return Ok(());
+    }
+    if imgs.is_empty() {
+        println!("no images yet; capture one with `slipway capture DIR --name NAME`");
+        return Ok(());
+    }
+    println!("{:<24} {:>8} {:>10} {:>10} {:>10} {:>7}  created", "IMAGE", "FILES", "LOGICAL", "STORED", "NEW", "DEDUP");
+    for i in &imgs {
+        let st = &i.record.stats;
+        println!(
+            "{:<24} {:>8} {:>10} {:>10} {:>10} {:>6.2}x  {}",
+            i.label(),
+            st.files + st.hardlinks,
+            bytes(st.logical_bytes),
+            bytes(st.stored_bytes),
+            bytes(st.new_bytes),
+            ratio(st.data_bytes, st.unique_bytes),
+            rfc3339(i.record.created)
+        );
+    }
+    println!(
+        "store: {} logical in {} image versions held in {} of packs ({:.2}x)",
+        bytes(total_logical),
+        imgs.len(),
+        bytes(packs),
+        ratio(total_logical, packs)
+    );
+    Ok(())
+}
+
+fn store_info(s: &Store, as_json: bool) -> anyhow::Result<()> {
+    let packs = pack_bytes(s);
+    let n = s.images()?.len();
+    if as_json {
+        print_json(&json!({
+            "schema": "slipway.store-info/1", "path": s.path(), "config": s.config(),
+            "packs": s.index().packs().len(), "blobs": s.index().len(), "pack_bytes": packs, "image_versions": n,
+        }));
+    } else {
+        let c = s.config();
+        println!("store     {}", s.path().display());
+        println!("format    {} version {} (id {})", c.format, c.version, c.id);
+        println!(
+            "chunking  {} min {} avg {} max {}",
+            c.chunking.algorithm, c.chunking.min_size, c.chunking.avg_size, c.chunking.max_size
+        );
+        println!("packing   zstd level {}, frames of {}", c.packing.zstd_level, bytes(c.packing.frame_size as u64));
+        println!(
+            "contents  {n} image versions, {} blobs in {} packs, {}",
+            s.index().len(),
+            s.index().packs().len(),
+            bytes(packs)
+        );
+    }
+    Ok(())
+}
+
+fn info(img: &ImageVersion, as_json: bool) {
+    let r = &img.record;
+    if as_json {
+        print_json(&json!({"schema": "slipway.info/1", "image": img.label(), "record_id": img.record_id, "record": r}));
+        return;
+    }
+    let st = &r.stats;
+    println!("image        {}", img.label());
+    println!("record       {}", img.record_id);
+    if !r.description.is_empty() {
+        println!("description  {}", r.description);
+    }
+    println!("created      {}", rfc3339(r.created));
+    println!("parent       {}", r.parent.map(|p| p.to_hex()).unwrap_or_else(|| "(none)".into()));
+    println!("root tree    {}", r.root.tree);
+    println!(
+        "entries      {} files, {} hard links, {} dirs, {} symlinks, {} devices/FIFOs",
+        st.files, st.hardlinks, st.dirs, st.symlinks, st.specials
+    );
+    println!("logical      {} ({} of data, holes left out)", bytes(st.logical_bytes), bytes(st.data_bytes));
+    println!(
+        "unique       {} in {} chunks (dedup {:.2}x)",
+        bytes(st.unique_bytes),
+        st.chunks,
+        ratio(st.data_bytes, st.unique_bytes)
+    );
+    println!("stored       {} (this image's share of the packs)", bytes(st.stored_bytes));
+    println!("new          {} added to the store by this capture", bytes(st.new_bytes));
+}
+
+fn type_char(k: &EntryKind) -> char {
+    match k {
+        EntryKind::Dir { .. } => 'd',
+        EntryKind::File { .. } => '-',
+        EntryKind::Symlink { .. } => 'l',
+        EntryKind::CharDev { .. } => 'c',
+        EntryKind::BlockDev { .. } => 'b',
+        EntryKind::Fifo => 'p',
+    }
+}
+
+fn entry_json(path: &str, e: &TreeEntry) -> serde_json::Value {
+    let m = &e.meta;
+    let mut v = json!({
+        "path": path, "type": e.kind.type_name(), "mode": format!("{:04o}", m.mode),
+        "uid": m.uid, "gid": m.gid, "mtime": {"sec": m.mtime.sec, "nsec": m.mtime.nsec},
+        "xattrs": m.xattrs.iter().map(|x| slipway_fstree::display_bytes(&x.name)).collect::<Vec<_>>(),
+    });
+    if let Some(h) = e.hardlink {
+        v["hardlink_group"] = json!(h);
+    }
+    match &e.kind {
+        EntryKind::File { size, chunks, extents } => {
+            v["size"] = json!(size);
+            v["chunks"] = json!(chunks.len());
+            if let Some(x) = extents {
+                v["sparse_extents"] = json!(x);
+            }
+        }
+        EntryKind::Symlink { target } => v["target"] = json!(slipway_fstree::display_bytes(target)),
+        EntryKind::CharDev { rdev } | EntryKind::BlockDev { rdev } => {
+            v["major"] = json!(rustix::fs::major(*rdev));
+            v["minor"] = json!(rustix::fs::minor(*rdev));
+        }
+        _ => {}
+    }
+    v
+}
+
+fn ls(s: &Store, img: &ImageVersion, path: &[u8], recursive: bool, as_json: bool) -> anyhow::Result<()> {
+    let mut r = s.reader();
+    let found = lookup(&mut r, img, path)?;
+    let base = slipway_store::split_path(path)?.iter().map(|n| format!("/{n}")).collect::<String>();
+    let mut out: Vec<(String, TreeEntry)> = Vec::new();
+    let tree = match found {
+        Found::Root => Some(img.record.root.tree),
+        Found::Entry(e) => match &e.kind {
+            EntryKind::Dir { tree } => Some(*tree),
+            _ => {
+                out.push((base.clone(), e));
+                None
+            }
+        },
+    };
+    if let Some(t) = tree {
+        let mut stack = vec![(base.clone(), t)];
+        while let Some((dir, t)) = stack.pop() {
+            let tree = r.tree(&t).with_context(|| format!("{}: reading directory {dir}/", img.label()))?;
+            let mut subdirs = Vec::new();
+            for e in tree.entries {
+                let p = format!("{dir}/{}", e.name);
+                if let (true, EntryKind::Dir { tree }) = (recursive, &e.kind) {
+                    subdirs.push((p.clone(), *tree));
+                }
+                out.push((p, e));
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+    }
+    if as_json {
+        let list: Vec<_> = out.iter().map(|(p, e)| entry_json(p, e)).collect();
+        print_json(&json!({"schema": "slipway.ls/1", "image": img.label(), "entries": list}));
+        return Ok(());
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for (p, e) in &out {
+        let m = &e.meta;
+        let size = match &e.kind {
+            EntryKind::File { size, .. } => size.to_string(),
+            EntryKind::CharDev { rdev } | EntryKind::BlockDev { rdev } => {
+                format!("{},{}", rustix::fs::major(*rdev), rustix::fs::minor(*rdev))
+            }
+            _ => "0".into(),
+        };
+        let shown = if recursive { p.as_str() } else { p.rsplit('/').next().unwrap_or(p) };
+        let link = match &e.kind {
+            EntryKind::Symlink { target } => format!(" -> {}", slipway_fstree::display_bytes(target)),
+            _ => String::new(),
+        };
+        let plus = if m.xattrs.is_empty() { ' ' } else { '+' };
+        writeln!(
+            w,
+            "{}{plus} {:>5} {:>5} {:>10} {} {shown}{link}",
+            mode_string(type_char(&e.kind), m.mode),
+            m.uid,
+            m.gid,
+            size,
+            rfc3339(m.mtime.sec)
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn man(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    fn walk(cmd: &clap::Command, prefix: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+        let name = if prefix.is_empty() { cmd.get_name().to_string() } else { format!("{prefix}-{}", cmd.get_name()) };
+        let cmd = cmd.clone().name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), buf)?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, &name, dir)?;
+        }
+        Ok(())
+    }
+    walk(&Cli::command(), "", dir)
+}

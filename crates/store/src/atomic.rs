@@ -1,0 +1,50 @@
+//! Crash-safe file writes: stage in the store's `tmp/`, fsync, rename, fsync
+//! the directory. A reader sees either nothing or the whole file.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A staging file name that no other writer (thread or process) uses.
+pub(crate) fn tmp_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}.tmp", std::process::id())
+}
+
+/// Writes `data` to `dest` atomically, staging in `tmp_dir` (same
+/// filesystem). The destination's directory is created if needed.
+pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = tmp_dir.join(tmp_name("w"));
+    let r = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        persist(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Renames a staged, already fsynced file into place and fsyncs the
+/// directory that now holds it.
+pub(crate) fn persist(tmp: &Path, dest: &Path) -> io::Result<()> {
+    let dir = dest.parent().expect("destination has a parent");
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        if let Some(pp) = dir.parent() {
+            sync_dir(pp)?;
+        }
+    }
+    fs::rename(tmp, dest)?;
+    sync_dir(dir)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,286 @@
+//! Capture: a directory tree becomes a new image version.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use slipway_fstree::{data_extents, open_source_file, scan, Node, NodeKind, ScanOptions};
+
+use crate::config::Chunking;
+use crate::id::BlobId;
+use crate::pack::BlobKind;
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::record::{check_name, ImageRecord, ImageSpec, ImageStats, RootDir, RECORD_FORMAT, RECORD_VERSION};
+use crate::store::Store;
+use crate::tree::{ChunkRef, EntryKind, Tree, TreeEntry};
+
+/// What to capture and how to label it.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureOptions {
+    pub name: String,
+    pub description: String,
+    /// Stay on the source's filesystem (mount points become empty dirs).
+    pub one_file_system: bool,
+}
+
+/// The outcome of a capture.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptureReport {
+    pub image: String,
+    pub record: BlobId,
+    pub stats: ImageStats,
+    /// Entries left out, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    pub seconds: f64,
+}
+
+/// Files up to this size are read whole and chunked in memory.
+const IN_MEMORY: u64 = 16 << 20;
+
+struct Ctx<'a> {
+    store: &'a Store,
+    packer: Packer,
+    chunking: Chunking,
+    progress: &'a dyn Progress,
+    /// Content of hard-link groups already read.
+    links: HashMap<u64, FileContent>,
+    /// Distinct blobs this image uses, with their length.
+    used: HashMap<BlobId, u32>,
+    stats: ImageStats,
+    buf: Vec<u8>,
+}
+
+/// Captures `src` as a new version of `opts.name`.
+pub fn capture(
+    store: &mut Store,
+    src: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<CaptureReport> {
+    let started = Instant::now();
+    check_name(&opts.name)?;
+    let _lock = store.lock(&|m| progress.note(m))?;
+    let store: &Store = store;
+
+    progress.phase("scanning", None);
+    let (root_meta, nodes, scan_stats) = scan(src, &ScanOptions { one_file_system: opts.one_file_system })
+        .with_context(|| format!("scanning {}", src.display()))?;
+    for (p, why) in &scan_stats.skipped {
+        progress.note(&format!("skipped {}: {why}", p.display()));
+    }
+    progress.phase("capturing", Some(scan_stats.file_bytes));
+    let mut cx = Ctx {
+        store,
+        packer: Packer::new(store),
+        chunking: store.config().chunking.clone(),
+        progress,
+        links: HashMap::new(),
+        used: HashMap::new(),
+        stats: ImageStats::default(),
+        buf: Vec::new(),
+    };
+    let root_tree = capture_dir(&mut cx, src, &nodes)?;
+    let Ctx { packer, used, mut stats, .. } = cx;
+    let packer = packer.finish()?;
+
+    stats.chunks = used.len() as u64;
+    for (id, len) in &used {
+        let stored = match packer.written.get(id) {
+            Some(e) => (e.len as u64 * e.frame_clen as u64).div_ceil(e.frame_ulen.max(1) as u64),
+            None => store.index().get(id).map(|l| l.stored_estimate()).unwrap_or(0),
+        };
+        stats.stored_bytes += stored;
+        let is_tree = packer
+            .written
+            .get(id)
+            .map(|e| e.kind == BlobKind::Tree)
+            .or_else(|| store.index().get(id).map(|l| l.kind == BlobKind::Tree))
+            .unwrap_or(false);
+        if is_tree {
+            stats.chunks -= 1;
+        } else {
+            stats.unique_bytes += *len as u64;
+        }
+    }
+    stats.new_bytes = packer.pack_bytes;
+
+    let versions = store.versions(&opts.name)?;
+    let parent = match versions.last() {
+        Some(v) => Some(store.ref_target(&opts.name, *v)?),
+        None => None,
+    };
+    let version = versions.last().copied().unwrap_or(0) + 1;
+    let record = ImageRecord {
+        format: RECORD_FORMAT.into(),
+        format_version: RECORD_VERSION,
+        name: opts.name.clone(),
+        version,
+        description: opts.description.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        parent,
+        root: RootDir::new(&root_meta, root_tree),
+        stats,
+    };
+    let record_id = store.commit_image(&record)?;
+    progress.finish();
+    debug_assert!(store.resolve(&ImageSpec { name: opts.name.clone(), version: Some(version) }).is_ok());
+    Ok(CaptureReport {
+        image: format!("{}@{version}", opts.name),
+        record: record_id,
+        stats: record.stats,
+        skipped: scan_stats.skipped.into_iter().map(|(p, w)| (p, w.to_string())).collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<BlobId> {
+    let mut entries = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let path = dir.join(n.name.as_os_str());
+        let kind = match &n.kind {
+            NodeKind::Dir(children) => {
+                cx.stats.dirs += 1;
+                EntryKind::Dir { tree: capture_dir(cx, &path, children)? }
+            }
+            NodeKind::File { size, sparse } => {
+                let known = n.hardlink.and_then(|g| cx.links.get(&g).cloned());
+                let (chunks, extents) = match known {
+                    Some(c) => {
+                        cx.stats.hardlinks += 1;
+                        c
+                    }
+                    None => {
+                        cx.stats.files += 1;
+                        cx.stats.logical_bytes += size;
+                        let c = capture_file(cx, &path, *size, *sparse)
+                            .with_context(|| format!("capturing {}", path.display()))?;
+                        if let Some(g) = n.hardlink {
+                            cx.links.insert(g, c.clone());
+                        }
+                        c
+                    }
+                };
+                for c in &chunks {
+                    cx.used.insert(c.id, c.len);
+                }
+                EntryKind::File { size: *size, chunks, extents }
+            }
+            NodeKind::Symlink(t) => {
+                cx.stats.symlinks += 1;
+                EntryKind::Symlink { target: t.clone() }
+            }
+            NodeKind::CharDev(r) => {
+                cx.stats.specials += 1;
+                EntryKind::CharDev { rdev: *r }
+            }
+            NodeKind::BlockDev(r) => {
+                cx.stats.specials += 1;
+                EntryKind::BlockDev { rdev: *r }
+            }
+            NodeKind::Fifo => {
+                cx.stats.specials += 1;
+                EntryKind::Fifo
+            }
+        };
+        entries.push(TreeEntry { name: n.name.clone(), meta: n.meta.clone(), kind, hardlink: n.hardlink });
+    }
+    let bytes = Tree { entries }.encode();
+    let id = BlobId::of(&bytes);
+    cx.packer.add(cx.store.index(), id, BlobKind::Tree, &bytes)?;
+    cx.used.insert(id, bytes.len() as u32);
+    Ok(id)
+}
+
+/// Reads the data regions of a file in order, as one stream.
+struct ExtentReader<'a> {
+    file: &'a std::fs::File,
+    extents: &'a [(u64, u64)],
+    pos: u64,
+}
+
+impl Read for ExtentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(&(off, len)) = self.extents.first() {
+            if self.pos >= len {
+                self.extents = &self.extents[1..];
+                self.pos = 0;
+                continue;
+            }
+            let want = buf.len().min((len - self.pos) as usize);
+            let n = self.file.read_at(&mut buf[..want], off + self.pos)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was read"));
+            }
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+type FileContent = (Vec<ChunkRef>, Option<Vec<(u64, u64)>>);
+
+fn capture_file(cx: &mut Ctx<'_>, path: &Path, size: u64, sparse: bool) -> anyhow::Result<FileContent> {
+    let file = open_source_file(path).context("opening")?;
+    let extents = if sparse {
+        let e = data_extents(&file, size).context("finding holes")?;
+        if e.len() == 1 && e[0] == (0, size) {
+            None
+        } else {
+            Some(e)
+        }
+    } else {
+        None
+    };
+    let whole = [(0, size)];
+    let regions: &[(u64, u64)] = extents.as_deref().unwrap_or(&whole);
+    let data_len: u64 = regions.iter().map(|r| r.1).sum();
+    cx.stats.data_bytes += data_len;
+    let mut reader = ExtentReader { file: &file, extents: regions, pos: 0 };
+    let k = &cx.chunking;
+    let (min, avg, max) = (k.min_size as usize, k.avg_size as usize, k.max_size as usize);
+    let mut chunks = Vec::new();
+    if data_len <= IN_MEMORY {
+        let mut buf = std::mem::take(&mut cx.buf);
+        buf.clear();
+        buf.resize(data_len as usize, 0);
+        reader.read_exact(&mut buf).context("reading (did it change during the capture?)")?;
+        for c in fastcdc::v2020::FastCDC::new(&buf, min, avg, max) {
+            let data = &buf[c.offset..c.offset + c.length];
+            chunks.push(add_chunk(cx, data)?);
+        }
+        cx.progress.advance(data_len);
+        cx.buf = buf;
+    } else {
+        let mut total = 0u64;
+        for c in fastcdc::v2020::StreamCDC::new(&mut reader, min, avg, max) {
+            let c = c.map_err(|e| anyhow::anyhow!("reading: {e}"))?;
+            total += c.length as u64;
+            chunks.push(add_chunk(cx, &c.data)?);
+            cx.progress.advance(c.length as u64);
+        }
+        if total != data_len {
+            bail!("read {total} bytes but expected {data_len}: the file changed during the capture");
+        }
+    }
+    // A file that grew while it was read.
+    let mut probe = [0u8; 1];
+    if extents.is_none() && file.read_at(&mut probe, size)? != 0 {
+        bail!("the file grew during the capture; capture a tree that is not in use (a snapshot or an unmounted root)");
+    }
+    Ok((chunks, extents))
+}
+
+fn add_chunk(cx: &mut Ctx<'_>, data: &[u8]) -> anyhow::Result<ChunkRef> {
+    let id = BlobId::of(data);
+    cx.packer.add(cx.store.index(), id, BlobKind::Data, data)?;
+    Ok(ChunkRef { id, len: data.len() as u32 })
+}

@@ -1,0 +1,212 @@
+//! Writing new blobs: gather them into frames, compress frames on worker
+//! threads, write each frame as a pack (staged, fsynced, renamed), and record
+//! finished packs in index files at checkpoints. A blob becomes visible to
+//! other processes only once an index file naming it is in place, and an
+//! index file is written only after every pack it names is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+
+use crate::atomic::{persist, tmp_name, write_atomic};
+use crate::id::BlobId;
+use crate::index::{encode_index, Index};
+use crate::pack::{build_pack, compress_frame, BlobKind, Frame, PackEntry};
+use crate::store::Store;
+
+/// Packs written since the last index file before a new one is written, so an
+/// interrupted capture keeps most of its work.
+const CHECKPOINT_PACKS: usize = 16;
+
+struct Job {
+    data: Vec<u8>,
+    blobs: Vec<(BlobId, BlobKind, u32, u32)>,
+}
+
+type Done = anyhow::Result<(BlobId, Vec<PackEntry>, u64)>;
+
+#[derive(Default)]
+struct Lane {
+    data: Vec<u8>,
+    blobs: Vec<(BlobId, BlobKind, u32, u32)>,
+}
+
+pub(crate) struct Packer {
+    frame_size: usize,
+    lanes: [Lane; 2],
+    seen: HashSet<BlobId>,
+    tx: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    workers: Vec<JoinHandle<()>>,
+    in_flight: usize,
+    unindexed: Vec<(BlobId, PackEntry)>,
+    unindexed_packs: usize,
+    /// Every blob this packer wrote, with where it went.
+    pub written: HashMap<BlobId, PackEntry>,
+    pub pack_bytes: u64,
+    tmp_dir: PathBuf,
+    index_dir: PathBuf,
+}
+
+impl Packer {
+    pub(crate) fn new(store: &Store) -> Self {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let (tx, rx) = mpsc::sync_channel::<Job>(threads);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let (done_tx, done) = mpsc::channel::<Done>();
+        let level = store.config().packing.zstd_level;
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let done_tx = done_tx.clone();
+            let tmp_dir = store.tmp_dir();
+            let packs = store.path().join("packs");
+            workers.push(std::thread::spawn(move || loop {
+                let job = match rx.lock().expect("job queue").recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                let r = write_pack(job, level, &tmp_dir, &packs);
+                if done_tx.send(r).is_err() {
+                    return;
+                }
+            }));
+        }
+        Self {
+            frame_size: store.config().packing.frame_size as usize,
+            lanes: [Lane::default(), Lane::default()],
+            seen: HashSet::new(),
+            tx: Some(tx),
+            done,
+            workers,
+            in_flight: 0,
+            unindexed: Vec::new(),
+            unindexed_packs: 0,
+            written: HashMap::new(),
+            pack_bytes: 0,
+            tmp_dir: store.tmp_dir(),
+            index_dir: store.index_dir(),
+        }
+    }
+
+    /// True when the blob is in the store or already queued by this packer.
+    pub(crate) fn has(&self, index: &Index, id: &BlobId) -> bool {
+        self.seen.contains(id) || index.contains(id)
+    }
+
+    /// Queues a blob unless the store or this packer has it. Returns whether
+    /// it was new.
+    pub(crate) fn add(&mut self, index: &Index, id: BlobId, kind: BlobKind, data: &[u8]) -> anyhow::Result<bool> {
+        if self.has(index, &id) {
+            return Ok(false);
+        }
+        let lane = kind as usize;
+        if !self.lanes[lane].data.is_empty() && self.lanes[lane].data.len() + data.len() > self.frame_size {
+            self.flush_lane(lane)?;
+        }
+        let l = &mut self.lanes[lane];
+        l.blobs.push((id, kind, l.data.len() as u32, data.len() as u32));
+        l.data.extend_from_slice(data);
+        self.seen.insert(id);
+        Ok(true)
+    }
+
+    fn flush_lane(&mut self, lane: usize) -> anyhow::Result<()> {
+        let l = std::mem::take(&mut self.lanes[lane]);
+        if l.blobs.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .as_ref()
+            .expect("packer not finished")
+            .send(Job { data: l.data, blobs: l.blobs })
+            .map_err(|_| anyhow::anyhow!("pack writer threads stopped"))?;
+        self.in_flight += 1;
+        while let Ok(r) = self.done.try_recv() {
+            self.collect(r)?;
+        }
+        if self.unindexed_packs >= CHECKPOINT_PACKS {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self, r: Done) -> anyhow::Result<()> {
+        self.in_flight -= 1;
+        let (pack, entries, size) = r?;
+        self.pack_bytes += size;
+        self.unindexed_packs += 1;
+        for e in entries {
+            self.written.insert(e.id, e);
+            self.unindexed.push((pack, e));
+        }
+        Ok(())
+    }
+
+    fn write_index(&mut self) -> anyhow::Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let bytes = encode_index(&self.unindexed);
+        let id = BlobId::of(&bytes);
+        let path = self.index_dir.join(format!("{id}.idx"));
+        write_atomic(&self.tmp_dir, &path, &bytes).with_context(|| format!("writing index file {}", path.display()))?;
+        self.unindexed.clear();
+        self.unindexed_packs = 0;
+        Ok(())
+    }
+
+    /// Writes what is queued, waits for every pack, and writes the last index
+    /// file. Returns the bytes of packs written.
+    pub(crate) fn finish(mut self) -> anyhow::Result<Self> {
+        self.flush_lane(BlobKind::Data as usize)?;
+        self.flush_lane(BlobKind::Tree as usize)?;
+        self.tx = None;
+        let mut first_err = None;
+        while self.in_flight > 0 {
+            match self.done.recv() {
+                Ok(r) => {
+                    if let Err(e) = self.collect(r) {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        self.write_index()?;
+        Ok(self)
+    }
+}
+
+fn write_pack(job: Job, level: i32, tmp_dir: &std::path::Path, packs: &std::path::Path) -> Done {
+    let compressed = compress_frame(&job.data, level).context("compressing a frame")?;
+    let frame = Frame { compressed, ulen: job.data.len() as u32, blobs: job.blobs };
+    let (bytes, entries) = build_pack(std::slice::from_ref(&frame));
+    let id = BlobId::of(&bytes);
+    let hex = id.to_hex();
+    let dest = packs.join(&hex[..2]).join(format!("{hex}.pack"));
+    let tmp = tmp_dir.join(tmp_name("pack"));
+    let r = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        drop(f);
+        persist(&tmp, &dest)
+    })();
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing pack {}", dest.display()));
+    }
+    Ok((id, entries, bytes.len() as u64))
+}

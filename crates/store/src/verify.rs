@@ -1,0 +1,287 @@
+//! Verify: re-read every pack, re-hash every blob, check every index, record
+//! and ref, and name the images and paths that use anything damaged.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::id::BlobId;
+use crate::index::decode_index;
+use crate::pack::{decompress_frame, parse_pack, BlobKind};
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::tree::EntryKind;
+
+/// One thing found wrong.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// `pack`, `index`, `record`, `ref`, `chunk` or `tree`.
+    pub object: &'static str,
+    pub id: String,
+    pub path: Option<PathBuf>,
+    pub message: String,
+}
+
+/// A damaged or missing blob, and where an image uses it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DamagedUse {
+    pub image: String,
+    pub path: String,
+    pub blob: BlobId,
+    pub problem: String,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub packs: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+    pub images: u64,
+    pub problems: Vec<Problem>,
+    pub damaged_uses: Vec<DamagedUse>,
+    /// Packs no index names: left by an interrupted capture, harmless.
+    pub unindexed_packs: Vec<PathBuf>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.damaged_uses.is_empty()
+    }
+}
+
+/// Checks the whole store. Never changes it.
+pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
+    let mut rep = VerifyReport::default();
+    let index = store.index();
+    // Blob id -> why it cannot be read.
+    let mut bad: HashMap<BlobId, String> = HashMap::new();
+
+    // 1. Every pack on disk: name = hash, trailer parses, every frame
+    //    decompresses, every blob hashes to its id.
+    let packs_dir = store.path().join("packs");
+    let mut on_disk: HashSet<BlobId> = HashSet::new();
+    let mut files = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
+        for sub in rd.flatten() {
+            if let Ok(rd2) = std::fs::read_dir(sub.path()) {
+                for f in rd2.flatten() {
+                    files.push(f.path());
+                }
+            }
+        }
+    }
+    files.sort();
+    let total: u64 = files.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
+    progress.phase("verifying", Some(total));
+    let indexed: HashSet<BlobId> = index.packs().iter().copied().collect();
+    for path in &files {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(id) = name.strip_suffix(".pack").and_then(|s| s.parse::<BlobId>().ok()) else {
+            rep.problems.push(Problem {
+                object: "pack",
+                id: name.into(),
+                path: Some(path.clone()),
+                message: "not a pack file name".into(),
+            });
+            continue;
+        };
+        on_disk.insert(id);
+        rep.packs += 1;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                rep.problems.push(Problem {
+                    object: "pack",
+                    id: id.to_hex(),
+                    path: Some(path.clone()),
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        progress.advance(bytes.len() as u64);
+        if !indexed.contains(&id) {
+            rep.unindexed_packs.push(path.clone());
+        }
+        let whole_ok = BlobId::of(&bytes) == id;
+        if !whole_ok {
+            rep.problems.push(Problem {
+                object: "pack",
+                id: id.to_hex(),
+                path: Some(path.clone()),
+                message: "contents do not match the pack's name (damaged)".into(),
+            });
+        }
+        // Which blobs the index expects in this pack (trust the index over a
+        // trailer that may itself be damaged).
+        let mut expected: Vec<(BlobId, crate::index::Location)> =
+            index.iter().filter(|(_, l)| index.pack_id(l.pack) == id).map(|(b, l)| (*b, *l)).collect();
+        if expected.is_empty() {
+            if let Ok(entries) = parse_pack(&bytes) {
+                for e in entries {
+                    expected.push((
+                        e.id,
+                        crate::index::Location {
+                            pack: 0,
+                            kind: e.kind,
+                            frame_off: e.frame_off,
+                            frame_clen: e.frame_clen,
+                            frame_ulen: e.frame_ulen,
+                            off: e.off,
+                            len: e.len,
+                        },
+                    ));
+                }
+            }
+        } else if let Err(e) = parse_pack(&bytes) {
+            rep.problems.push(Problem {
+                object: "pack",
+                id: id.to_hex(),
+                path: Some(path.clone()),
+                message: format!("trailer: {e}"),
+            });
+        }
+        expected.sort_by_key(|(_, l)| (l.frame_off, l.off));
+        let mut frames: HashMap<u64, Result<Vec<u8>, String>> = HashMap::new();
+        for (blob, l) in &expected {
+            rep.blobs += 1;
+            let frame = frames.entry(l.frame_off).or_insert_with(|| {
+                let end = l.frame_off as usize + l.frame_clen as usize;
+                if end > bytes.len() {
+                    return Err("pack is truncated".into());
+                }
+                decompress_frame(&bytes[l.frame_off as usize..end], l.frame_ulen).map_err(|e| e.0)
+            });
+            match frame {
+                Err(e) => {
+                    bad.insert(*blob, e.clone());
+                }
+                Ok(f) => {
+                    let d = &f[l.off as usize..(l.off + l.len) as usize];
+                    rep.bytes += d.len() as u64;
+                    if BlobId::of(d) != *blob {
+                        bad.insert(*blob, "content does not match its hash".into());
+                    }
+                }
+            }
+        }
+        if !whole_ok && expected.iter().all(|(b, _)| !bad.contains_key(b)) {
+            // Damage outside any blob (the trailer or footer): reported above.
+        }
+    }
+    for (b, l) in index.iter() {
+        if !on_disk.contains(&index.pack_id(l.pack)) {
+            bad.insert(*b, format!("pack {} is missing", index.pack_id(l.pack)));
+        }
+    }
+    for (b, why) in &bad {
+        rep.problems.push(Problem { object: "chunk", id: b.to_hex(), path: None, message: why.clone() });
+    }
+
+    // 2. Index files: each file's name is the hash of its contents.
+    let index_dir = store.path().join("index");
+    if let Ok(rd) = std::fs::read_dir(&index_dir) {
+        for f in rd.flatten() {
+            let p = f.path();
+            let ok = std::fs::read(&p).ok().is_some_and(|b| {
+                let named = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<BlobId>().ok());
+                named == Some(BlobId::of(&b)) && decode_index(&b).is_ok()
+            });
+            if !ok {
+                rep.problems.push(Problem {
+                    object: "index",
+                    id: String::new(),
+                    path: Some(p),
+                    message: "damaged index file".into(),
+                });
+            }
+        }
+    }
+
+    // 3. Every image version: record, trees, and every chunk it uses.
+    for name in store.names()? {
+        for v in store.versions(&name)? {
+            rep.images += 1;
+            let label = format!("{name}@{v}");
+            let img = match store.resolve(&crate::record::ImageSpec { name: name.clone(), version: Some(v) }) {
+                Ok(i) => i,
+                Err(e) => {
+                    rep.problems.push(Problem {
+                        object: "record",
+                        id: label.clone(),
+                        path: None,
+                        message: format!("{e:#}"),
+                    });
+                    continue;
+                }
+            };
+            walk(store, &label, &img.record.root.tree, String::new(), &bad, &mut rep);
+        }
+    }
+    progress.finish();
+    Ok(rep)
+}
+
+fn walk(store: &Store, label: &str, tree: &BlobId, at: String, bad: &HashMap<BlobId, String>, rep: &mut VerifyReport) {
+    let problem = |id: &BlobId| -> Option<String> {
+        if let Some(why) = bad.get(id) {
+            return Some(why.clone());
+        }
+        if !store.index().contains(id) {
+            return Some("missing (no index entry)".into());
+        }
+        None
+    };
+    let dir_path = if at.is_empty() { "/".to_string() } else { at.clone() };
+    if let Some(why) = problem(tree) {
+        rep.damaged_uses.push(DamagedUse {
+            image: label.into(),
+            path: dir_path,
+            blob: *tree,
+            problem: format!("directory listing: {why}"),
+        });
+        return;
+    }
+    if store.index().get(tree).map(|l| l.kind) != Some(BlobKind::Tree) {
+        rep.damaged_uses.push(DamagedUse {
+            image: label.into(),
+            path: dir_path,
+            blob: *tree,
+            problem: "not a tree object".into(),
+        });
+        return;
+    }
+    let t = match store.reader().tree(tree) {
+        Ok(t) => t,
+        Err(e) => {
+            rep.damaged_uses.push(DamagedUse {
+                image: label.into(),
+                path: dir_path,
+                blob: *tree,
+                problem: format!("{e:#}"),
+            });
+            return;
+        }
+    };
+    for e in &t.entries {
+        let p = format!("{at}/{}", e.name);
+        match &e.kind {
+            EntryKind::Dir { tree } => walk(store, label, tree, p, bad, rep),
+            EntryKind::File { chunks, .. } => {
+                for c in chunks {
+                    if let Some(why) = problem(&c.id) {
+                        rep.damaged_uses.push(DamagedUse {
+                            image: label.into(),
+                            path: p.clone(),
+                            blob: c.id,
+                            problem: why,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages slipway's tests, quick start and benchmarks use.
+# Idempotent: packages already present are skipped. Needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+  libarchive-tools   # bsdtar: independent mtree check of applied trees
+  attr acl           # getfattr/setfattr, setfacl: xattr and ACL checks
+  debootstrap        # real Debian roots for round-trip tests
+  xorriso genisoimage isolinux syslinux-common mtools dosfstools
+  wimtools casync zstd hyperfine time   # peers for benchmarks
+  e2fsprogs          # mkfs.ext4 for the journaled bench filesystem
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
