@@ -187,3 +187,85 @@ fn write_content(
     cx.report.bytes += size;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::BlobKind;
+    use crate::packer::Packer;
+    use crate::record::{ImageRecord, ImageStats, RootDir, RECORD_FORMAT, RECORD_VERSION};
+    use crate::NoProgress;
+    use ciborium::Value;
+
+    /// A tree blob as an attacker would write it, bypassing `EntryName`.
+    fn forged_tree(name: &[u8], chunk: BlobId, len: u32) -> Vec<u8> {
+        let entry = Value::Map(vec![
+            (Value::Text("name".into()), Value::Bytes(name.to_vec())),
+            (Value::Text("type".into()), Value::Text("file".into())),
+            (Value::Text("mode".into()), Value::Integer(0o644.into())),
+            (Value::Text("uid".into()), Value::Integer(0.into())),
+            (Value::Text("gid".into()), Value::Integer(0.into())),
+            (Value::Text("mtime".into()), Value::Array(vec![Value::Integer(0.into()), Value::Integer(0.into())])),
+            (Value::Text("size".into()), Value::Integer(len.into())),
+            (
+                Value::Text("chunks".into()),
+                Value::Array(vec![Value::Array(vec![Value::Bytes(chunk.0.to_vec()), Value::Integer(len.into())])]),
+            ),
+        ]);
+        let tree = Value::Map(vec![
+            (Value::Text("v".into()), Value::Integer(1.into())),
+            (Value::Text("entries".into()), Value::Array(vec![entry])),
+        ]);
+        let mut out = Vec::new();
+        ciborium::into_writer(&tree, &mut out).unwrap();
+        out
+    }
+
+    fn store_with_forged_image(dir: &Path, name: &[u8]) -> (Store, ImageVersion) {
+        let mut store = Store::init(&dir.join("store")).unwrap();
+        let _lock = store.lock(&|_| {}).unwrap();
+        let data = b"owned\n";
+        let chunk = BlobId::of(data);
+        let tree = forged_tree(name, chunk, data.len() as u32);
+        let tree_id = BlobId::of(&tree);
+        let mut p = Packer::new(&store);
+        p.add(store.index(), chunk, BlobKind::Data, data).unwrap();
+        p.add(store.index(), tree_id, BlobKind::Tree, &tree).unwrap();
+        p.finish().unwrap();
+        store.reload_index().unwrap();
+        let meta = slipway_fstree::Metadata { mode: 0o755, ..Default::default() };
+        let record = ImageRecord {
+            format: RECORD_FORMAT.into(),
+            format_version: RECORD_VERSION,
+            name: "evil".into(),
+            version: 1,
+            description: String::new(),
+            created: 0,
+            parent: None,
+            root: RootDir::new(&meta, tree_id),
+            stats: ImageStats::default(),
+        };
+        store.commit_image(&record).unwrap();
+        let img = store.resolve(&"evil".parse().unwrap()).unwrap();
+        (store, img)
+    }
+
+    #[test]
+    fn forged_tree_with_climbing_or_absolute_names_is_refused_and_nothing_escapes() {
+        for name in [&b"../escaped"[..], b"/tmp/escaped-abs", b"..", b"a\0b", b"sub/../../escaped"] {
+            let t = tempfile::tempdir().unwrap();
+            let (store, img) = store_with_forged_image(t.path(), name);
+            let target = t.path().join("deep/target");
+            let opts = ApplyOptions { force: false, restore_owner: false };
+            let err = apply(&store, &img, &target, opts, &NoProgress).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains("evil@1") && msg.contains("invalid tree"), "{msg}");
+            assert!(!t.path().join("deep/escaped").exists() && !t.path().join("escaped").exists());
+            assert!(!Path::new("/tmp/escaped-abs").exists());
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing written for {name:?}");
+            // verify reports the image as damaged too.
+            let rep = crate::verify(&store, &NoProgress).unwrap();
+            assert!(!rep.ok(), "verify must reject a forged tree");
+        }
+    }
+}

@@ -73,7 +73,7 @@ pub fn capture(
     for (p, why) in &scan_stats.skipped {
         progress.note(&format!("skipped {}: {why}", p.display()));
     }
-    progress.phase("capturing", Some(scan_stats.file_bytes));
+    progress.phase("capturing", Some(bytes_to_read(&nodes, &mut std::collections::HashSet::new())));
     let mut cx = Ctx {
         store,
         packer: Packer::new(store),
@@ -139,6 +139,18 @@ pub fn capture(
         skipped: scan_stats.skipped.into_iter().map(|(p, w)| (p, w.to_string())).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Bytes of regular files to read, each hard-linked inode once.
+fn bytes_to_read(nodes: &[Node], seen: &mut std::collections::HashSet<u64>) -> u64 {
+    nodes
+        .iter()
+        .map(|n| match &n.kind {
+            NodeKind::Dir(c) => bytes_to_read(c, seen),
+            NodeKind::File { size, .. } if n.hardlink.is_none_or(|g| seen.insert(g)) => *size,
+            _ => 0,
+        })
+        .sum()
 }
 
 fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<BlobId> {

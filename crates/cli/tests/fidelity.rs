@@ -1,0 +1,225 @@
+//! Round trips through capture and apply keep every piece of a tree, as
+//! independent tools (bsdtar's mtree, getfattr, du) see it.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+
+/// Builds a tree with every kind of entry slipway must keep.
+fn every_kind(root: &Path) {
+    sh(
+        r#"
+        mkdir -p etc usr/bin var/empty-dir 'dir with space' deep/a/b/c/d
+        printf 'root:x:0:0::/root:/bin/bash\n' > etc/passwd
+        : > etc/empty-file
+        head -c 300000 /dev/urandom > usr/bin/random-300k
+        seq 1 2000000 > usr/bin/big-text           # ~15 MB, many chunks
+        head -c 18000000 /dev/urandom > usr/bin/huge   # > 16 MiB: streamed chunking
+        printf 'setuid\n' > usr/bin/su; chmod 4755 usr/bin/su
+        printf 'setgid\n' > usr/bin/wall; chmod 2755 usr/bin/wall; chgrp 5 usr/bin/wall
+        mkdir tmp; chmod 1777 tmp
+        printf 'secret\n' > etc/shadow; chmod 0000 etc/shadow; chown 0:42 etc/shadow
+        printf 'odd owner\n' > deep/a/b/c/d/file; chown 12345:54321 deep/a/b/c/d/file
+        ln -s ../etc/passwd usr/passwd-rel
+        ln -s /etc/passwd usr/passwd-abs
+        ln -s /nonexistent/nowhere usr/dangling
+        ln -s ../../../../../../outside usr/climbing-link
+        ln etc/passwd usr/bin/hardlink-to-passwd
+        printf 'multi\n' > var/a; ln var/a var/b; ln var/a deep/a/c
+        mknod dev-null c 1 3
+        mknod dev-loop0 b 7 0
+        mkfifo fifo
+        printf 'caf\n' > "$(printf 'caf\xe9')"
+        printf 'nl\n' > "$(printf 'new\nline')"
+        printf 'bs\n' > 'back\slash'
+        truncate -s 100M sparse
+        printf 'island' | dd of=sparse bs=1 seek=50000000 conv=notrunc status=none
+        printf 'x' | dd of=sparse bs=1 seek=104857599 conv=notrunc status=none
+        truncate -s 10M all-hole
+        setfattr -n user.comment -v 'hello' etc/passwd
+        setfattr -n user.binary -v 0x00ff10 etc/passwd
+        setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 usr/bin/random-300k
+        setfacl -m u:1234:rwx,g:99:r-x etc/shadow
+        setfacl -d -m u:1234:rwx var
+        setfacl -m u:4321:r var
+        setfattr -h -n trusted.note -v on-a-link usr/passwd-rel
+        setfattr -n trusted.on-fifo -v 1 fifo; setfattr -n trusted.on-dev -v 1 dev-null
+        setfattr -n user.dir -v 1 'dir with space'
+        touch -h -d '2001-02-03 04:05:06.123456789' usr/passwd-rel usr/dangling
+        touch -d '1999-12-31 23:59:59.999999999' etc/passwd sparse
+        touch -d '1970-01-01 00:00:00.000000001' fifo dev-null
+        touch -d '2038-01-19 03:14:08.5' usr/bin/huge
+        touch -d '2011-11-11 11:11:11.111111111' var/empty-dir deep/a/b etc
+        "#,
+        root,
+    );
+}
+
+#[test]
+fn every_kind_of_entry_round_trips_exactly() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (device nodes, owners, trusted xattrs)");
+        return;
+    }
+    if !require("bsdtar") || !require("getfattr") || !require("setfacl") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (src, store, dst) = (t.path().join("src"), t.path().join("store"), t.path().join("dst"));
+    fs::create_dir(&src).unwrap();
+    every_kind(&src);
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "kinds"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.args(["apply", "kinds"]).arg(&dst);
+        c
+    });
+    assert_same("mtree", &mtree(&src), &mtree(&dst));
+    let xa = xattrs(&src);
+    assert!(xa.contains("security.capability") && xa.contains("system.posix_acl_default"), "fixture lacks xattrs:\n{xa}");
+    assert_same("xattrs", &xa, &xattrs(&dst));
+
+    // Holes stay holes.
+    for f in ["sparse", "all-hole"] {
+        let (s, d) = (fs::metadata(src.join(f)).unwrap(), fs::metadata(dst.join(f)).unwrap());
+        assert_eq!(s.len(), d.len());
+        assert!(d.blocks() * 512 <= s.blocks() * 512 + 64 * 1024, "{f}: {} blocks applied vs {} in source", d.blocks(), s.blocks());
+        assert!(d.blocks() * 512 < 1 << 20, "{f} was written out in full");
+    }
+    // Hard links are links, not copies.
+    let ino = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap().ino();
+    assert_eq!(ino("var/a"), ino("var/b"));
+    assert_eq!(ino("var/a"), ino("deep/a/c"));
+    assert_eq!(ino("etc/passwd"), ino("usr/bin/hardlink-to-passwd"));
+    assert_ne!(ino("var/a"), ino("etc/passwd"));
+    // The climbing symlink was written as a link, and nothing was written
+    // through it.
+    assert!(!t.path().join("outside").exists());
+
+    // cat reads files back byte for byte, holes as zeros.
+    for f in ["sparse", "usr/bin/huge", "etc/passwd", "etc/empty-file"] {
+        let o = out({
+            let mut c = slipway(&store);
+            c.args(["cat", "kinds", f]);
+            c
+        });
+        assert!(o.status.success());
+        assert!(o.stdout == fs::read(src.join(f)).unwrap(), "cat {f} differs");
+    }
+}
+
+#[test]
+fn second_capture_of_same_tree_stores_almost_nothing_and_versions_count_up() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, store) = (t.path().join("src"), t.path().join("store"));
+    fs::create_dir(&src).unwrap();
+    sh("mkdir -p a b; seq 1 300000 > a/numbers; cp a/numbers b/copy; head -c 2000000 /dev/urandom > r", &src);
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    for _ in 0..2 {
+        ok({
+            let mut c = slipway(&store);
+            c.arg("capture").arg(&src).args(["--name", "twice", "--description", "test"]);
+            c
+        });
+    }
+    // One byte changed in the middle of a big file: only that chunk is new.
+    sh("printf Z | dd of=r bs=1 seek=1000000 conv=notrunc status=none", &src);
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "twice"]);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&ok({
+        let mut c = slipway(&store);
+        c.args(["images", "--json"]);
+        c
+    }))
+    .unwrap();
+    let imgs = v["images"].as_array().unwrap();
+    let labels: Vec<_> = imgs.iter().map(|i| i["image"].as_str().unwrap().to_string()).collect();
+    assert_eq!(labels, ["twice@1", "twice@2", "twice@3"]);
+    let new = |i: usize| imgs[i]["new_bytes"].as_u64().unwrap();
+    assert!(new(0) > 2_000_000, "first capture stores the random file: {}", new(0));
+    assert_eq!(new(1), 0, "an identical tree adds no packs");
+    assert!(new(2) < 400_000, "one changed byte in a 2 MB file stored {} new bytes", new(2));
+    // The copy in b/ was stored once: unique < logical.
+    assert!(imgs[0]["unique_bytes"].as_u64().unwrap() < imgs[0]["logical_bytes"].as_u64().unwrap() - 1_500_000);
+    // NAME alone means the newest; NAME@V an older one.
+    let newest = ok({
+        let mut c = slipway(&store);
+        c.args(["info", "twice", "--json"]);
+        c
+    });
+    assert!(newest.contains("\"image\": \"twice@3\""));
+    let r1 = out({
+        let mut c = slipway(&store);
+        c.args(["cat", "twice@1", "/r"]);
+        c
+    });
+    let r3 = out({
+        let mut c = slipway(&store);
+        c.args(["cat", "twice", "r"]);
+        c
+    });
+    assert_eq!(r1.stdout.len(), 2_000_000);
+    assert_ne!(r1.stdout, r3.stdout);
+    assert_eq!(r3.stdout, fs::read(src.join("r")).unwrap());
+}
+
+#[test]
+fn ls_lists_entries_and_refuses_climbing_paths() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, store) = (t.path().join("src"), t.path().join("store"));
+    fs::create_dir(&src).unwrap();
+    sh("mkdir -p etc/ssh; echo x > etc/ssh/sshd_config; ln -s ssh etc/link; chmod 4755 etc/ssh/sshd_config", &src);
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "ls"]);
+        c
+    });
+    let text = ok({
+        let mut c = slipway(&store);
+        c.args(["ls", "ls", "/etc/ssh"]);
+        c
+    });
+    assert!(text.contains("-rwsr-xr-x") && text.contains("sshd_config"), "{text}");
+    let rec = ok({
+        let mut c = slipway(&store);
+        c.args(["ls", "ls", "-R", "--json"]);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    let paths: Vec<_> = v["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(paths, ["/etc", "/etc/link", "/etc/ssh", "/etc/ssh/sshd_config"]);
+    for bad in ["/etc/../etc", "/etc/link/sshd_config", "/nope"] {
+        let o = out({
+            let mut c = slipway(&store);
+            c.args(["ls", "ls", bad]);
+            c
+        });
+        assert!(!o.status.success(), "ls {bad} should fail");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# slipway's main job end to end on defaults: build a master root, capture it
+# into the image store, list it, apply it to a new directory, verify the store,
+# and check the applied tree against its source with bsdtar's mtree.
+#
+# The store is the default one ($SLIPWAY_STORE, else
+# ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
+# The master root is a debootstrap minbase bookworm root where debootstrap can
+# reach this machine's configured mirror (needs root), otherwise a generated
+# tree. Work files go under target/quickstart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null; then
+  bash scripts/install-deps.sh
+fi
+echo "== building slipway (release)"
+cargo build --release --quiet
+slipway() { "$ROOT/target/release/slipway" "$@"; }
+
+work=$ROOT/target/quickstart
+mkdir -p "$work"
+echo "== master root"
+if [ "$(id -u)" -eq 0 ] && master=$(scripts/minbase-root.sh "$ROOT/target/cache/minbase-bookworm"); then
+  echo "using debootstrap minbase root $master"
+else
+  echo "debootstrap not usable here; generating a sample tree instead"
+  master=$(scripts/sample-tree.sh "$work/sample-master")
+fi
+
+store=${SLIPWAY_STORE:-${XDG_DATA_HOME:-$HOME/.local/share}/slipway/store}
+if [ ! -f "$store/config" ]; then
+  slipway store init
+fi
+echo "== capture"
+slipway capture "$master" --name quickstart --description "slipway quick start master"
+echo "== images"
+slipway images
+echo "== apply"
+rm -rf "$work/applied"
+slipway apply quickstart "$work/applied"
+echo "== verify"
+slipway verify
+echo "== compare applied tree with its source (bsdtar mtree: type uid gid mode time size sha256 link device nlink)"
+mt() { (cd "$1" && bsdtar -cf - --format=mtree --options='!all,type,uid,gid,mode,time,size,sha256,link,device,nlink' .); }
+if diff <(mt "$master") <(mt "$work/applied") >"$work/mtree.diff"; then
+  echo "identical: $(mt "$master" | grep -c ' type=') entries"
+else
+  echo "DIFFERENT: see $work/mtree.diff" >&2
+  exit 1
+fi
