@@ -80,6 +80,8 @@ pub enum StoreCmd {
     Init(JsonArg),
     /// Show the store's location, format and totals
     Info(JsonArg),
+    /// Rebuild the index from the packs (repairs a damaged index file)
+    RebuildIndex(JsonArg),
 }
 
 #[derive(Args, Debug)]

@@ -28,6 +28,22 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Store(StoreCmd::Info(a)) => store_info(&open(&g)?, a.json)?,
+        Cmd::Store(StoreCmd::RebuildIndex(a)) => {
+            let path = store_path(&g)?;
+            let mut s = Store::open_without_index(&path)?;
+            let r = slipway_store::rebuild_index(&mut s, &CliProgress::new(g.quiet))?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.rebuild-index/1", "report": r}));
+            } else {
+                for (p, why) in &r.skipped {
+                    println!("skipped {}: {why}", p.display());
+                }
+                println!(
+                    "rebuilt the index: {} blobs in {} packs ({} other index files removed)",
+                    r.blobs, r.packs, r.index_files_removed
+                );
+            }
+        }
         Cmd::Capture(a) => {
             let mut s = open(&g)?;
             let p = CliProgress::new(g.quiet);

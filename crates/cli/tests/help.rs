@@ -8,6 +8,7 @@ const COMMANDS: &[&[&str]] = &[
     &["store"],
     &["store", "init"],
     &["store", "info"],
+    &["store", "rebuild-index"],
     &["capture"],
     &["images"],
     &["info"],
@@ -39,7 +40,8 @@ fn man_pages_are_generated_for_every_command() {
     assert!(o.status.success());
     for cmd in COMMANDS {
         let name = std::iter::once("slipway").chain(cmd.iter().copied()).collect::<Vec<_>>().join("-");
-        let page = std::fs::read_to_string(t.path().join(format!("{name}.1"))).unwrap_or_else(|_| panic!("no man page {name}.1"));
+        let page = std::fs::read_to_string(t.path().join(format!("{name}.1")))
+            .unwrap_or_else(|_| panic!("no man page {name}.1"));
         assert!(page.contains(".TH"), "{name}.1 is not a man page");
     }
 }
@@ -47,7 +49,12 @@ fn man_pages_are_generated_for_every_command() {
 #[test]
 fn missing_store_says_what_to_do() {
     let t = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_slipway")).arg("--store").arg(t.path().join("none")).arg("images").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("--store")
+        .arg(t.path().join("none"))
+        .arg("images")
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("slipway store init"), "{err}");

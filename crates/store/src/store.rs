@@ -87,6 +87,14 @@ impl Store {
 
     /// Opens the store at `path` and loads its index.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut s = Self::open_without_index(path)?;
+        s.index = Index::load(&path.join("index"))?;
+        Ok(s)
+    }
+
+    /// Opens the store without reading its index (for rebuilding a damaged
+    /// one).
+    pub fn open_without_index(path: &Path) -> anyhow::Result<Self> {
         let cfg_path = path.join("config");
         let bytes = match fs::read(&cfg_path) {
             Ok(b) => b,
@@ -98,8 +106,7 @@ impl Store {
             Err(e) => return Err(e).with_context(|| format!("reading {}", cfg_path.display())),
         };
         let config = Config::parse(&bytes).map_err(|e| anyhow::anyhow!("store config {}: {e}", cfg_path.display()))?;
-        let index = Index::load(&path.join("index"))?;
-        Ok(Self { root: path.to_owned(), config, index })
+        Ok(Self { root: path.to_owned(), config, index: Index::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -145,6 +152,13 @@ impl Store {
     /// Takes the writer lock and clears staging files left by a writer that
     /// died.
     pub fn lock(&mut self, waiting: &dyn Fn(&str)) -> anyhow::Result<WriteLock> {
+        let lock = self.lock_only(waiting)?;
+        self.reload_index()?;
+        Ok(lock)
+    }
+
+    /// [`Store::lock`] without re-reading the index.
+    pub(crate) fn lock_only(&self, waiting: &dyn Fn(&str)) -> anyhow::Result<WriteLock> {
         let lock = WriteLock::acquire(&self.root.join("lock"), waiting)
             .with_context(|| format!("taking the writer lock of {}", self.root.display()))?;
         let tmp = self.tmp_dir();
@@ -153,7 +167,6 @@ impl Store {
             let p = e?.path();
             fs::remove_file(&p).with_context(|| format!("removing stale staging file {}", p.display()))?;
         }
-        self.reload_index()?;
         Ok(lock)
     }
 

@@ -1,0 +1,85 @@
+//! Rebuilding the index from the packs' own trailers: the repair for a
+//! damaged or lost index file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::atomic::{sync_dir, write_atomic};
+use crate::id::BlobId;
+use crate::index::encode_index;
+use crate::pack::parse_pack;
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// What a rebuild did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RebuildReport {
+    pub packs: u64,
+    pub blobs: u64,
+    /// Packs left out because their contents do not match their name or
+    /// their trailer is unreadable.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Other index files removed (the new one may have the same name as
+    /// an old one when nothing was lost).
+    pub index_files_removed: u64,
+}
+
+/// Replaces every index file with one built from the trailers of every
+/// intact pack. Takes the writer lock.
+pub fn rebuild_index(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<RebuildReport> {
+    let _lock = store.lock_only(&|m| progress.note(m))?;
+    let mut rep = RebuildReport::default();
+    let mut files = Vec::new();
+    let packs_dir = store.path().join("packs");
+    for sub in std::fs::read_dir(&packs_dir).with_context(|| format!("listing {}", packs_dir.display()))? {
+        let sub = sub?;
+        if sub.file_type()?.is_dir() {
+            for f in std::fs::read_dir(sub.path())? {
+                files.push(f?.path());
+            }
+        }
+    }
+    files.sort();
+    let total = files.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
+    progress.phase("reading packs", Some(total));
+    let mut entries = Vec::new();
+    for path in files {
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pack"))
+            .and_then(|s| s.parse::<BlobId>().ok())
+        else {
+            rep.skipped.push((path, "not a pack file name".into()));
+            continue;
+        };
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        progress.advance(bytes.len() as u64);
+        if BlobId::of(&bytes) != id {
+            rep.skipped.push((path, "contents do not match the name (damaged)".into()));
+            continue;
+        }
+        match parse_pack(&bytes) {
+            Ok(es) => {
+                rep.packs += 1;
+                rep.blobs += es.len() as u64;
+                entries.extend(es.into_iter().map(|e| (id, e)));
+            }
+            Err(e) => rep.skipped.push((path, format!("trailer: {e}"))),
+        }
+    }
+    let old: Vec<PathBuf> = std::fs::read_dir(store.index_dir())?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let bytes = encode_index(&entries);
+    let new_path = store.index_dir().join(format!("{}.idx", BlobId::of(&bytes)));
+    write_atomic(&store.tmp_dir(), &new_path, &bytes).with_context(|| format!("writing {}", new_path.display()))?;
+    for p in old.into_iter().filter(|p| *p != new_path) {
+        std::fs::remove_file(&p).with_context(|| format!("removing old index file {}", p.display()))?;
+        rep.index_files_removed += 1;
+    }
+    sync_dir(&store.index_dir())?;
+    store.reload_index()?;
+    progress.finish();
+    Ok(rep)
+}
