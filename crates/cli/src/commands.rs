@@ -22,7 +22,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let path = store_path(&g)?;
             let s = Store::init(&path)?;
             if a.json {
-                print_json(&json!({"schema": "slipway.store-init/1", "store": s.path(), "id": s.config().id}));
+                print_json(
+                    &json!({"schema": "slipway.store-init/1", "store": s.path().to_string_lossy(), "id": s.config().id}),
+                );
             } else {
                 println!("created store {}", s.path().display());
             }
@@ -67,18 +69,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
-            let s = open(&g)?;
-            let img = resolve(&s, &a.image)?;
+            let mut s = open(&g)?;
+            let img = resolve(&mut s, &a.image)?;
             info(&img, a.json);
         }
         Cmd::Ls(a) => {
-            let s = open(&g)?;
-            let img = resolve(&s, &a.image)?;
+            let mut s = open(&g)?;
+            let img = resolve(&mut s, &a.image)?;
             ls(&s, &img, a.path.as_deref().map(os_bytes).unwrap_or(b"/"), a.recursive, a.json)?;
         }
         Cmd::Cat(a) => {
-            let s = open(&g)?;
-            let img = resolve(&s, &a.image)?;
+            let mut s = open(&g)?;
+            let img = resolve(&mut s, &a.image)?;
             let mut r = s.reader();
             let e = match lookup(&mut r, &img, os_bytes(&a.path))? {
                 Found::Root => bail!("/ is a directory; use `slipway ls {}`", a.image),
@@ -91,8 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             out.flush()?;
         }
         Cmd::Apply(a) => {
-            let s = open(&g)?;
-            let img = resolve(&s, &a.image)?;
+            let mut s = open(&g)?;
+            let img = resolve(&mut s, &a.image)?;
             let mut opts = ApplyOptions { force: a.force, ..Default::default() };
             if a.no_same_owner {
                 opts.restore_owner = false;
@@ -116,9 +118,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Verify(a) => {
-            let s = open(&g)?;
+            let mut s = open(&g)?;
             let p = CliProgress::new(g.quiet);
-            let r = verify(&s, &p)?;
+            let r = verify(&mut s, &p)?;
             if a.json {
                 print_json(&json!({"schema": "slipway.verify/1", "ok": r.ok(), "report": r}));
             } else {
@@ -136,7 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     );
                 }
                 println!(
-                    "{}: {} packs, {} chunks ({}), {} image versions checked",
+                    "{}: {} packs, {} blobs ({}), {} image versions checked",
                     if r.ok() { "ok" } else { "DAMAGED" },
                     r.packs,
                     r.blobs,
@@ -184,8 +186,8 @@ fn open(g: &Global) -> anyhow::Result<Store> {
     Store::open(&store_path(g)?)
 }
 
-fn resolve(s: &Store, spec: &str) -> anyhow::Result<ImageVersion> {
-    s.resolve(&spec.parse::<ImageSpec>()?)
+fn resolve(s: &mut Store, spec: &str) -> anyhow::Result<ImageVersion> {
+    s.open_image(&spec.parse::<ImageSpec>()?)
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -222,7 +224,7 @@ fn images(s: &Store, as_json: bool) -> anyhow::Result<()> {
             .collect();
         print_json(&json!({
             "schema": "slipway.images/1", "images": list,
-            "store": {"path": s.path(), "logical_bytes": total_logical, "pack_bytes": packs,
+            "store": {"path": s.path().to_string_lossy(), "logical_bytes": total_logical, "pack_bytes": packs,
                       "ratio": ratio(total_logical, packs)}
         }));
         return Ok(());
@@ -260,7 +262,7 @@ fn store_info(s: &Store, as_json: bool) -> anyhow::Result<()> {
     let n = s.images()?.len();
     if as_json {
         print_json(&json!({
-            "schema": "slipway.store-info/1", "path": s.path(), "config": s.config(),
+            "schema": "slipway.store-info/1", "path": s.path().to_string_lossy(), "config": s.config(),
             "packs": s.index().packs().len(), "blobs": s.index().len(), "pack_bytes": packs, "image_versions": n,
         }));
     } else {
@@ -420,16 +422,19 @@ fn ls(s: &Store, img: &ImageVersion, path: &[u8], recursive: bool, as_json: bool
 fn man(dir: &std::path::Path) -> anyhow::Result<()> {
     use clap::CommandFactory;
     std::fs::create_dir_all(dir)?;
-    fn walk(cmd: &clap::Command, prefix: &str, dir: &std::path::Path) -> anyhow::Result<()> {
-        let name = if prefix.is_empty() { cmd.get_name().to_string() } else { format!("{prefix}-{}", cmd.get_name()) };
-        let cmd = cmd.clone().name(name.clone());
+    fn walk(cmd: &clap::Command, file: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+        // The page's title is the file name; the synopsis uses the full
+        // command line ("slipway store init"), which build() filled in.
+        let page = cmd.clone().name(file.to_string());
         let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-        std::fs::write(dir.join(format!("{name}.1")), buf)?;
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            walk(sub, &name, dir)?;
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(dir.join(format!("{file}.1")), buf)?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+            walk(sub, &format!("{file}-{}", sub.get_name()), dir)?;
         }
         Ok(())
     }
-    walk(&Cli::command(), "", dir)
+    let mut root = Cli::command();
+    root.build(); // propagates global options (--store, --quiet) to every subcommand
+    walk(&root, "slipway", dir)
 }

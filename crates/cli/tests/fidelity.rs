@@ -89,14 +89,22 @@ fn every_kind_of_entry_round_trips_exactly() {
     });
     assert_same("mtree", &mtree(&src), &mtree(&dst));
     let xa = xattrs(&src);
-    assert!(xa.contains("security.capability") && xa.contains("system.posix_acl_default"), "fixture lacks xattrs:\n{xa}");
+    assert!(
+        xa.contains("security.capability") && xa.contains("system.posix_acl_default"),
+        "fixture lacks xattrs:\n{xa}"
+    );
     assert_same("xattrs", &xa, &xattrs(&dst));
 
     // Holes stay holes.
     for f in ["sparse", "all-hole"] {
         let (s, d) = (fs::metadata(src.join(f)).unwrap(), fs::metadata(dst.join(f)).unwrap());
         assert_eq!(s.len(), d.len());
-        assert!(d.blocks() * 512 <= s.blocks() * 512 + 64 * 1024, "{f}: {} blocks applied vs {} in source", d.blocks(), s.blocks());
+        assert!(
+            d.blocks() * 512 <= s.blocks() * 512 + 64 * 1024,
+            "{f}: {} blocks applied vs {} in source",
+            d.blocks(),
+            s.blocks()
+        );
         assert!(d.blocks() * 512 < 1 << 20, "{f} was written out in full");
     }
     // Hard links are links, not copies.
@@ -211,7 +219,8 @@ fn ls_lists_entries_and_refuses_climbing_paths() {
         c
     });
     let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
-    let paths: Vec<_> = v["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<_> =
+        v["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, ["/etc", "/etc/link", "/etc/ssh", "/etc/ssh/sshd_config"]);
     for bad in ["/etc/../etc", "/etc/link/sshd_config", "/nope"] {
         let o = out({
@@ -221,5 +230,65 @@ fn ls_lists_entries_and_refuses_climbing_paths() {
         });
         assert!(!o.status.success(), "ls {bad} should fail");
         assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
+    }
+}
+
+#[test]
+fn json_reports_survive_paths_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let (src, store) = (t.path().join("src"), t.path().join("store"));
+    fs::create_dir(&src).unwrap();
+    sh("echo hi > f", &src);
+    let target = t.path().join(std::ffi::OsStr::from_bytes(b"target-\xff"));
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "u", "--json"]);
+        c
+    });
+    let text = ok({
+        let mut c = slipway(&store);
+        c.args(["apply", "u", "--json"]).arg(&target);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(v["report"]["target"].as_str().unwrap().contains("target-\u{fffd}"), "{v}");
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"hi\n");
+}
+
+#[test]
+fn default_acl_on_the_target_does_not_leak_into_applied_entries() {
+    if !require("setfacl") || !require("getfattr") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (src, store, dst) = (t.path().join("src"), t.path().join("store"), t.path().join("dst"));
+    fs::create_dir(&src).unwrap();
+    sh("mkdir -p a/b; echo x > a/b/f; echo y > top", &src);
+    fs::create_dir(&dst).unwrap();
+    sh("setfacl -d -m u:1234:rwx,g:99:r-x .", &dst);
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "acl"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.args(["apply", "acl"]).arg(&dst);
+        c
+    });
+    assert_same("xattrs", &xattrs(&src), &xattrs(&dst));
+    if have("bsdtar") {
+        assert_same("mtree", &mtree(&src), &mtree(&dst));
     }
 }

@@ -67,3 +67,37 @@ fn damaged_index_is_named_and_rebuilt_from_packs() {
     });
     assert_eq!(fs::read(t.path().join("out/c")).unwrap(), b"more\n");
 }
+
+#[test]
+fn stray_files_in_refs_do_not_break_listing() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, store) = (t.path().join("src"), t.path().join("store"));
+    fs::create_dir(&src).unwrap();
+    sh("echo a > a", &src);
+    ok({
+        let mut c = slipway(&store);
+        c.args(["store", "init"]);
+        c
+    });
+    ok({
+        let mut c = slipway(&store);
+        c.arg("capture").arg(&src).args(["--name", "r"]);
+        c
+    });
+    // Not canonical version numbers: ignored, never read as version 1.
+    for stray in ["01", "+1", "x", "1.tmp"] {
+        fs::write(store.join("refs/r").join(stray), b"garbage").unwrap();
+    }
+    let text = ok({
+        let mut c = slipway(&store);
+        c.args(["images", "--json"]);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 1);
+    ok({
+        let mut c = slipway(&store);
+        c.arg("verify");
+        c
+    });
+}

@@ -68,7 +68,7 @@ pub struct ScanStats {
 
 /// A failure while reading the source tree, naming the path.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {}: {source}", path.display())]
+#[error("{action} {}", path.display())]
 pub struct ScanError {
     pub action: &'static str,
     pub path: PathBuf,

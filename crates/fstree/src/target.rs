@@ -41,7 +41,7 @@ impl Default for ApplyOptions {
 /// A failure while writing into the target, naming the path and the action.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -185,14 +185,17 @@ impl DirHandle {
                 .map_err(io_err("creating directory", self.child_path(name)))?;
         }
         let fd = open_dir_nofollow(&self.fd, name).map_err(io_err("opening directory", self.child_path(name)))?;
-        let inherits = if kept { has_default_acl(&fd) } else { false };
+        // A new directory inside one with a default ACL inherits it, and
+        // passes it on to what is created inside before its own xattrs are
+        // set; so it must be cleaned like its parent.
+        let inherits = if kept { has_default_acl(&fd) } else { self.inherits };
         Ok(DirHandle { fd, path: self.child_path(name), opts: self.opts, preexisting: kept, inherits })
     }
 
     /// Sets this directory's own metadata; call after its children are written
     /// (adding children changes a directory's mtime).
     pub fn finish(self, meta: &Metadata) -> Result<(), ApplyError> {
-        set_meta_fd(&self.fd, meta, self.opts, self.preexisting, &self.path)
+        set_meta_fd(&self.fd, meta, self.opts, self.preexisting || self.inherits, &self.path)
     }
 
     /// Creates the regular file `name` for writing (mode 0600 until

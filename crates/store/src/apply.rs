@@ -20,6 +20,7 @@ use crate::tree::{ChunkRef, EntryKind, TreeEntry};
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ApplyReport {
     pub image: String,
+    #[serde(serialize_with = "crate::serde_path::path")]
     pub target: PathBuf,
     pub dirs: u64,
     pub files: u64,
@@ -34,9 +35,8 @@ struct Ctx<'a> {
     target: &'a Target,
     progress: &'a dyn Progress,
     /// First path (directory components, name) written for each hard-link group.
-    links: HashMap<u64, (Vec<EntryName>, EntryName)>,
+    links: HashMap<u64, (Vec<EntryName>, EntryName, TreeEntry)>,
     report: ApplyReport,
-    label: String,
 }
 
 /// Writes `image` into `target`.
@@ -57,10 +57,10 @@ pub fn apply(
         progress,
         links: HashMap::new(),
         report: ApplyReport { image: image.label(), target: target.to_owned(), ..Default::default() },
-        label: image.label(),
     };
     let mut comps = Vec::new();
-    apply_dir(&mut cx, t.root(), &image.record.root.tree, &mut comps)?;
+    apply_dir(&mut cx, t.root(), &image.record.root.tree, &mut comps)
+        .with_context(|| format!("applying image {} to {}", image.label(), target.display()))?;
     let mut report = std::mem::take(&mut cx.report);
     drop(cx);
     let root = t.root();
@@ -85,10 +85,10 @@ fn apply_dir(cx: &mut Ctx<'_>, dir: &DirHandle, tree_id: &BlobId, comps: &mut Ve
     let tree = cx.reader.tree(tree_id).with_context(|| {
         let at =
             if comps.is_empty() { "/".to_string() } else { show(&comps[..comps.len() - 1], &comps[comps.len() - 1]) };
-        format!("image {}: reading directory {at}", cx.label)
+        format!("reading directory {at}")
     })?;
     for e in &tree.entries {
-        apply_entry(cx, dir, e, comps).with_context(|| format!("image {}: {}", cx.label, show(comps, &e.name)))?;
+        apply_entry(cx, dir, e, comps).with_context(|| show(comps, &e.name))?;
     }
     Ok(())
 }
@@ -105,13 +105,20 @@ fn apply_entry(cx: &mut Ctx<'_>, dir: &DirHandle, e: &TreeEntry, comps: &mut Vec
         return Ok(());
     }
     if let Some(g) = e.hardlink {
-        if let Some((from_comps, from_name)) = cx.links.get(&g) {
+        if let Some((from_comps, from_name, first)) = cx.links.get(&g) {
+            if first.kind != e.kind || first.meta != e.meta {
+                anyhow::bail!(
+                    "hard-link group {g} mixes entries of different content or metadata ({} and this one): \
+                     the tree is damaged or forged",
+                    show(from_comps, from_name)
+                );
+            }
             let from = cx.target.open_dir(from_comps)?;
             dir.hardlink(&e.name, &from, from_name)?;
             cx.report.hardlinks += 1;
             return Ok(());
         }
-        cx.links.insert(g, (comps.clone(), e.name.clone()));
+        cx.links.insert(g, (comps.clone(), e.name.clone(), e.clone()));
     }
     match &e.kind {
         EntryKind::File { size, chunks, extents } => {
@@ -152,7 +159,7 @@ fn write_content(
         None => {
             let mut w = std::io::BufWriter::with_capacity(256 << 10, &mut *f);
             for c in chunks {
-                cx.reader.with_blob(&c.id, |d| w.write_all(d))?.context("writing")?;
+                cx.reader.with_chunk(c, |d| w.write_all(d))?.context("writing")?;
                 cx.progress.advance(c.len as u64);
             }
             w.flush().context("writing")?;
@@ -163,7 +170,7 @@ fn write_content(
             let (mut off, mut left) = ext.next().unwrap_or((0, 0));
             for c in chunks {
                 cx.reader
-                    .with_blob(&c.id, |mut d| -> std::io::Result<()> {
+                    .with_chunk(c, |mut d| -> std::io::Result<()> {
                         while !d.is_empty() {
                             while left == 0 {
                                 (off, left) = ext
@@ -197,39 +204,48 @@ mod tests {
     use crate::NoProgress;
     use ciborium::Value;
 
-    /// A tree blob as an attacker would write it, bypassing `EntryName`.
-    fn forged_tree(name: &[u8], chunk: BlobId, len: u32) -> Vec<u8> {
-        let entry = Value::Map(vec![
-            (Value::Text("name".into()), Value::Bytes(name.to_vec())),
-            (Value::Text("type".into()), Value::Text("file".into())),
-            (Value::Text("mode".into()), Value::Integer(0o644.into())),
-            (Value::Text("uid".into()), Value::Integer(0.into())),
-            (Value::Text("gid".into()), Value::Integer(0.into())),
-            (Value::Text("mtime".into()), Value::Array(vec![Value::Integer(0.into()), Value::Integer(0.into())])),
-            (Value::Text("size".into()), Value::Integer(len.into())),
-            (
-                Value::Text("chunks".into()),
-                Value::Array(vec![Value::Array(vec![Value::Bytes(chunk.0.to_vec()), Value::Integer(len.into())])]),
-            ),
-        ]);
-        let tree = Value::Map(vec![
-            (Value::Text("v".into()), Value::Integer(1.into())),
-            (Value::Text("entries".into()), Value::Array(vec![entry])),
-        ]);
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// A file entry as an attacker would write it, bypassing `EntryName`.
+    fn file_entry(name: &[u8], chunks: &[(BlobId, u32)], size: u64, hardlink: Option<u64>) -> Value {
+        let mut m = vec![
+            (text("name"), Value::Bytes(name.to_vec())),
+            (text("type"), text("file")),
+            (text("mode"), Value::Integer(0o644.into())),
+            (text("uid"), Value::Integer(0.into())),
+            (text("gid"), Value::Integer(0.into())),
+            (text("mtime"), Value::Array(vec![Value::Integer(0.into()), Value::Integer(0.into())])),
+        ];
+        if let Some(h) = hardlink {
+            m.push((text("hardlink"), Value::Integer(h.into())));
+        }
+        m.push((text("size"), Value::Integer(size.into())));
+        let cs = chunks
+            .iter()
+            .map(|(id, len)| Value::Array(vec![Value::Bytes(id.0.to_vec()), Value::Integer((*len).into())]));
+        m.push((text("chunks"), Value::Array(cs.collect())));
+        Value::Map(m)
+    }
+
+    fn tree_bytes(entries: Vec<Value>) -> Vec<u8> {
+        let tree = Value::Map(vec![(text("v"), Value::Integer(1.into())), (text("entries"), Value::Array(entries))]);
         let mut out = Vec::new();
         ciborium::into_writer(&tree, &mut out).unwrap();
         out
     }
 
-    fn store_with_forged_image(dir: &Path, name: &[u8]) -> (Store, ImageVersion) {
+    /// A store holding one image `evil@1` whose root tree is `tree` and
+    /// whose data blobs are `data`.
+    fn store_with_forged_image(dir: &Path, data: &[&[u8]], tree: Vec<u8>) -> (Store, ImageVersion) {
         let mut store = Store::init(&dir.join("store")).unwrap();
         let _lock = store.lock(&|_| {}).unwrap();
-        let data = b"owned\n";
-        let chunk = BlobId::of(data);
-        let tree = forged_tree(name, chunk, data.len() as u32);
-        let tree_id = BlobId::of(&tree);
+        let tree_id = BlobId::of_tree(&tree);
         let mut p = Packer::new(&store);
-        p.add(store.index(), chunk, BlobKind::Data, data).unwrap();
+        for d in data {
+            p.add(store.index(), BlobId::of(d), BlobKind::Data, d).unwrap();
+        }
         p.add(store.index(), tree_id, BlobKind::Tree, &tree).unwrap();
         p.finish().unwrap();
         store.reload_index().unwrap();
@@ -250,22 +266,52 @@ mod tests {
         (store, img)
     }
 
+    fn apply_err(store: &Store, img: &ImageVersion, target: &Path) -> String {
+        let opts = ApplyOptions { force: false, restore_owner: false };
+        format!("{:#}", apply(store, img, target, opts, &NoProgress).unwrap_err())
+    }
+
     #[test]
     fn forged_tree_with_climbing_or_absolute_names_is_refused_and_nothing_escapes() {
+        let data: &[u8] = b"owned\n";
         for name in [&b"../escaped"[..], b"/tmp/escaped-abs", b"..", b"a\0b", b"sub/../../escaped"] {
             let t = tempfile::tempdir().unwrap();
-            let (store, img) = store_with_forged_image(t.path(), name);
+            let tree = tree_bytes(vec![file_entry(name, &[(BlobId::of(data), 6)], 6, None)]);
+            let (mut store, img) = store_with_forged_image(t.path(), &[data], tree);
             let target = t.path().join("deep/target");
-            let opts = ApplyOptions { force: false, restore_owner: false };
-            let err = apply(&store, &img, &target, opts, &NoProgress).unwrap_err();
-            let msg = format!("{err:#}");
+            let msg = apply_err(&store, &img, &target);
             assert!(msg.contains("evil@1") && msg.contains("invalid tree"), "{msg}");
             assert!(!t.path().join("deep/escaped").exists() && !t.path().join("escaped").exists());
             assert!(!Path::new("/tmp/escaped-abs").exists());
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing written for {name:?}");
-            // verify reports the image as damaged too.
-            let rep = crate::verify(&store, &NoProgress).unwrap();
+            let rep = crate::verify(&mut store, &NoProgress).unwrap();
             assert!(!rep.ok(), "verify must reject a forged tree");
         }
+    }
+
+    #[test]
+    fn forged_chunk_lengths_are_refused_by_apply_and_verify() {
+        // Lengths swapped: the sum matches the size, each one is wrong.
+        let (a, b): (&[u8], &[u8]) = (b"aaaaa", b"bbb");
+        let tree = tree_bytes(vec![file_entry(b"f", &[(BlobId::of(a), 3), (BlobId::of(b), 5)], 8, None)]);
+        let t = tempfile::tempdir().unwrap();
+        let (mut store, img) = store_with_forged_image(t.path(), &[a, b], tree);
+        let msg = apply_err(&store, &img, &t.path().join("target"));
+        assert!(msg.contains("/f") && msg.contains("damaged") && msg.contains("3 bytes"), "{msg}");
+        let rep = crate::verify(&mut store, &NoProgress).unwrap();
+        assert!(rep.damaged_uses.iter().any(|u| u.path == "/f"), "{rep:?}");
+    }
+
+    #[test]
+    fn forged_hard_link_group_with_different_contents_is_refused() {
+        let (a, b): (&[u8], &[u8]) = (b"first", b"other");
+        let tree = tree_bytes(vec![
+            file_entry(b"x", &[(BlobId::of(a), 5)], 5, Some(0)),
+            file_entry(b"y", &[(BlobId::of(b), 5)], 5, Some(0)),
+        ]);
+        let t = tempfile::tempdir().unwrap();
+        let (store, img) = store_with_forged_image(t.path(), &[a, b], tree);
+        let msg = apply_err(&store, &img, &t.path().join("target"));
+        assert!(msg.contains("hard-link group 0") && msg.contains("/y"), "{msg}");
     }
 }

@@ -36,9 +36,20 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> io::Resu
 pub(crate) fn persist(tmp: &Path, dest: &Path) -> io::Result<()> {
     let dir = dest.parent().expect("destination has a parent");
     if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        if let Some(pp) = dir.parent() {
-            sync_dir(pp)?;
+        // Create each missing level and make its entry durable in its parent.
+        let mut missing = vec![dir];
+        while let Some(p) = missing.last().and_then(|d| d.parent()).filter(|p| !p.exists()) {
+            missing.push(p);
+        }
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(pp) = d.parent() {
+                sync_dir(pp)?;
+            }
         }
     }
     fs::rename(tmp, dest)?;

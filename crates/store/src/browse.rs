@@ -85,7 +85,7 @@ pub fn read_file(reader: &mut BlobReader<'_>, entry: &TreeEntry, out: &mut dyn W
         pos = r.0;
     }
     for c in chunks {
-        reader.with_blob(&c.id, |mut d| -> std::io::Result<()> {
+        reader.with_chunk(c, |mut d| -> std::io::Result<()> {
             while !d.is_empty() {
                 while left == 0 {
                     ri += 1;

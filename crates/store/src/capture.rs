@@ -35,9 +35,14 @@ pub struct CaptureReport {
     pub record: BlobId,
     pub stats: ImageStats,
     /// Entries left out, with the reason.
+    #[serde(serialize_with = "crate::serde_path::path_pairs")]
     pub skipped: Vec<(PathBuf, String)>,
     pub seconds: f64,
 }
+
+/// Largest tree object a capture writes: readers refuse larger frames. (Unit
+/// tests use 1 MiB so they can reach it cheaply.)
+const MAX_TREE: usize = if cfg!(test) { 1 << 20 } else { crate::pack::MAX_FRAME as usize };
 
 /// Files up to this size are read whole and chunked in memory.
 const IN_MEMORY: u64 = 16 << 20;
@@ -49,6 +54,8 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     /// Content of hard-link groups already read.
     links: HashMap<u64, FileContent>,
+    /// Hard-link groups of any kind seen so far.
+    groups: std::collections::HashSet<u64>,
     /// Distinct blobs this image uses, with their length.
     used: HashMap<BlobId, u32>,
     stats: ImageStats,
@@ -62,11 +69,22 @@ pub fn capture(
     opts: &CaptureOptions,
     progress: &dyn Progress,
 ) -> anyhow::Result<CaptureReport> {
-    let started = Instant::now();
     check_name(&opts.name)?;
-    let _lock = store.lock(&|m| progress.note(m))?;
-    let store: &Store = store;
+    let lock = store.lock(&|m| progress.note(m))?;
+    let report = capture_locked(store, src, opts, progress);
+    drop(lock);
+    // Whatever happened, the store object now shows what is on disk.
+    store.reload_index()?;
+    report
+}
 
+fn capture_locked(
+    store: &Store,
+    src: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<CaptureReport> {
+    let started = Instant::now();
     progress.phase("scanning", None);
     let (root_meta, nodes, scan_stats) = scan(src, &ScanOptions { one_file_system: opts.one_file_system })
         .with_context(|| format!("scanning {}", src.display()))?;
@@ -80,6 +98,7 @@ pub fn capture(
         chunking: store.config().chunking.clone(),
         progress,
         links: HashMap::new(),
+        groups: std::collections::HashSet::new(),
         used: HashMap::new(),
         stats: ImageStats::default(),
         buf: Vec::new(),
@@ -157,6 +176,10 @@ fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<B
     let mut entries = Vec::with_capacity(nodes.len());
     for n in nodes {
         let path = dir.join(n.name.as_os_str());
+        let further_link = n.hardlink.is_some_and(|g| !cx.groups.insert(g));
+        if further_link && !matches!(n.kind, NodeKind::File { .. }) {
+            cx.stats.hardlinks += 1;
+        }
         let kind = match &n.kind {
             NodeKind::Dir(children) => {
                 cx.stats.dirs += 1;
@@ -186,26 +209,34 @@ fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<B
                 EntryKind::File { size: *size, chunks, extents }
             }
             NodeKind::Symlink(t) => {
-                cx.stats.symlinks += 1;
+                cx.stats.symlinks += u64::from(!further_link);
                 EntryKind::Symlink { target: t.clone() }
             }
             NodeKind::CharDev(r) => {
-                cx.stats.specials += 1;
+                cx.stats.specials += u64::from(!further_link);
                 EntryKind::CharDev { rdev: *r }
             }
             NodeKind::BlockDev(r) => {
-                cx.stats.specials += 1;
+                cx.stats.specials += u64::from(!further_link);
                 EntryKind::BlockDev { rdev: *r }
             }
             NodeKind::Fifo => {
-                cx.stats.specials += 1;
+                cx.stats.specials += u64::from(!further_link);
                 EntryKind::Fifo
             }
         };
         entries.push(TreeEntry { name: n.name.clone(), meta: n.meta.clone(), kind, hardlink: n.hardlink });
     }
     let bytes = Tree { entries }.encode();
-    let id = BlobId::of(&bytes);
+    if bytes.len() > MAX_TREE {
+        bail!(
+            "directory {} holds too much metadata ({} bytes encoded, the limit is {}); split it into subdirectories",
+            dir.display(),
+            bytes.len(),
+            MAX_TREE
+        );
+    }
+    let id = BlobId::of_tree(&bytes);
     cx.packer.add(cx.store.index(), id, BlobKind::Tree, &bytes)?;
     cx.used.insert(id, bytes.len() as u32);
     Ok(id)
@@ -295,4 +326,70 @@ fn add_chunk(cx: &mut Ctx<'_>, data: &[u8]) -> anyhow::Result<ChunkRef> {
     let id = BlobId::of(data);
     cx.packer.add(cx.store.index(), id, BlobKind::Data, data)?;
     Ok(ChunkRef { id, len: data.len() as u32 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoProgress;
+
+    fn new_store(dir: &Path) -> Store {
+        Store::init(&dir.join("store")).unwrap()
+    }
+
+    fn opts(name: &str) -> CaptureOptions {
+        CaptureOptions { name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_file_holding_the_bytes_of_a_tree_object_does_not_shadow_it() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/inner"), b"x").unwrap();
+        let mut store = new_store(t.path());
+        capture(&mut store, &src, &opts("a"), &NoProgress).unwrap();
+        let img = store.resolve(&"a".parse().unwrap()).unwrap();
+        let mut r = store.reader();
+        let root = r.tree(&img.record.root.tree).unwrap();
+        let EntryKind::Dir { tree: d } = root.get(b"d").unwrap().kind else { panic!("d is a dir") };
+        let bytes = r.with_blob(&d, |b| b.to_vec()).unwrap();
+        drop(r);
+        // A file whose content is exactly d's tree object, captured first.
+        let src2 = t.path().join("src2");
+        std::fs::create_dir_all(&src2).unwrap();
+        std::fs::write(src2.join("lookalike"), &bytes).unwrap();
+        let mut store2 = new_store(&t.path().join("two"));
+        capture(&mut store2, &src2, &opts("b"), &NoProgress).unwrap();
+        std::fs::rename(src2.join("lookalike"), src.join("lookalike")).unwrap();
+        capture(&mut store2, &src, &opts("c"), &NoProgress).unwrap();
+        let mut store2 = Store::open(store2.path()).unwrap();
+        let rep = crate::verify(&mut store2, &NoProgress).unwrap();
+        assert!(rep.ok(), "{rep:?}");
+        let img = store2.resolve(&"c".parse().unwrap()).unwrap();
+        let out = t.path().join("out");
+        let o = slipway_fstree::ApplyOptions { force: false, restore_owner: false };
+        crate::apply(&store2, &img, &out, o, &NoProgress).unwrap();
+        assert_eq!(std::fs::read(out.join("d/inner")).unwrap(), b"x");
+        assert_eq!(std::fs::read(out.join("lookalike")).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_directory_too_large_for_one_tree_object_is_refused_and_the_store_stays_usable() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        // Unit tests use a 1 MiB limit (MAX_TREE); 300 symlinks with
+        // 4000-byte targets pass it.
+        let target = "t".repeat(4000);
+        for i in 0..300 {
+            std::os::unix::fs::symlink(&target, src.join(format!("link-{i:05}"))).unwrap();
+        }
+        let mut store = new_store(t.path());
+        let err = format!("{:#}", capture(&mut store, &src, &opts("big"), &NoProgress).unwrap_err());
+        assert!(err.contains("too much metadata"), "{err}");
+        let mut store = Store::open(store.path()).unwrap();
+        assert!(store.images().unwrap().is_empty());
+        assert!(crate::verify(&mut store, &NoProgress).unwrap().ok());
+    }
 }

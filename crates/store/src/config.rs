@@ -75,6 +75,9 @@ impl Config {
         let sizes_ok = (64..=1 << 20).contains(&k.min_size)
             && (256..=4 << 20).contains(&k.avg_size)
             && (1024..=16 << 20).contains(&k.max_size)
+            && k.min_size % 2 == 0
+            && k.avg_size % 2 == 0
+            && k.max_size % 2 == 0
             && k.min_size <= k.avg_size
             && k.avg_size <= k.max_size;
         if !sizes_ok {

@@ -3,14 +3,28 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The BLAKE3 key-derivation context for tree object ids.
+pub const TREE_CONTEXT: &str = "slipway 2026-11 tree object v1";
+
 /// The BLAKE3 hash of a blob's uncompressed bytes (or of a whole pack, index
 /// or record file, which are named by the hash of their contents).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BlobId(pub [u8; 32]);
 
 impl BlobId {
+    /// The id of file data, and the name of pack, index and record files:
+    /// the plain BLAKE3 hash.
     pub fn of(data: &[u8]) -> Self {
         Self(*blake3::hash(data).as_bytes())
+    }
+
+    /// The id of a tree object: BLAKE3 in key-derivation mode with the
+    /// context [`TREE_CONTEXT`], so a file whose bytes equal a tree object
+    /// never shares its id.
+    pub fn of_tree(data: &[u8]) -> Self {
+        let mut h = blake3::Hasher::new_derive_key(TREE_CONTEXT);
+        h.update(data);
+        Self(*h.finalize().as_bytes())
     }
 
     pub fn to_hex(&self) -> String {

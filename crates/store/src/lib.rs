@@ -26,6 +26,7 @@ mod packer;
 mod progress;
 mod rebuild;
 mod record;
+mod serde_path;
 mod store;
 mod tree;
 mod verify;

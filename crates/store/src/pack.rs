@@ -27,6 +27,14 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
+    /// The id of `data` as a blob of this kind.
+    pub fn hash(self, data: &[u8]) -> BlobId {
+        match self {
+            Self::Data => BlobId::of(data),
+            Self::Tree => BlobId::of_tree(data),
+        }
+    }
+
     fn from_u8(b: u8) -> Option<Self> {
         match b {
             0 => Some(Self::Data),

@@ -20,6 +20,7 @@ pub struct RebuildReport {
     pub blobs: u64,
     /// Packs left out because their contents do not match their name or
     /// their trailer is unreadable.
+    #[serde(serialize_with = "crate::serde_path::path_pairs")]
     pub skipped: Vec<(PathBuf, String)>,
     /// Other index files removed (the new one may have the same name as
     /// an old one when nothing was lost).
@@ -70,7 +71,10 @@ pub fn rebuild_index(store: &mut Store, progress: &dyn Progress) -> anyhow::Resu
             Err(e) => rep.skipped.push((path, format!("trailer: {e}"))),
         }
     }
-    let old: Vec<PathBuf> = std::fs::read_dir(store.index_dir())?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let old: Vec<PathBuf> = std::fs::read_dir(store.index_dir())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("idx"))
+        .collect();
     let bytes = encode_index(&entries);
     let new_path = store.index_dir().join(format!("{}.idx", BlobId::of(&bytes)));
     write_atomic(&store.tmp_dir(), &new_path, &bytes).with_context(|| format!("writing {}", new_path.display()))?;

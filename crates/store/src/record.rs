@@ -88,17 +88,18 @@ impl RootDir {
     }
 
     pub fn metadata(&self) -> Result<Metadata, String> {
-        let mut xattrs = Vec::new();
+        let mut xattrs: Vec<Xattr> = Vec::new();
         for (n, v) in &self.xattrs {
             let (n, v) =
                 (unhex(n).ok_or("bad hex in root xattr name")?, unhex(v).ok_or("bad hex in root xattr value")?);
-            if n.is_empty() || n.contains(&0) {
-                return Err("bad root xattr name".into());
+            if n.is_empty() || n.contains(&0) || n.len() > 255 || v.len() > 65536 {
+                return Err("bad root xattr name or value".into());
+            }
+            if xattrs.last().is_some_and(|p| p.name >= n) {
+                return Err("root xattrs not sorted or repeated".into());
             }
             xattrs.push(Xattr { name: n, value: v });
         }
-        xattrs.sort();
-        xattrs.dedup_by(|a, b| a.name == b.name);
         if self.mode > 0o7777 || self.mtime.1 >= 1_000_000_000 {
             return Err("root mode or mtime out of range".into());
         }

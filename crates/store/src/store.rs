@@ -15,7 +15,7 @@ use crate::index::{Index, Location};
 use crate::lock::WriteLock;
 use crate::pack::{decompress_frame, BlobKind};
 use crate::record::{check_name, ImageRecord, ImageSpec};
-use crate::tree::Tree;
+use crate::tree::{ChunkRef, Tree};
 
 /// An image store in a local directory.
 ///
@@ -56,7 +56,7 @@ pub enum ReadError {
     Missing(BlobId),
     #[error("chunk {id} is damaged ({reason}) in pack {}", pack.display())]
     Damaged { id: BlobId, pack: PathBuf, reason: String },
-    #[error("reading pack {}: {source}", pack.display())]
+    #[error("reading pack {}", pack.display())]
     Io {
         pack: PathBuf,
         #[source]
@@ -192,7 +192,9 @@ impl Store {
         let mut out = Vec::new();
         for e in rd {
             let e = e?;
-            if let Some(v) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()).filter(|v| *v > 0) {
+            let name = e.file_name();
+            let name = name.to_str().unwrap_or("");
+            if let Some(v) = name.parse::<u32>().ok().filter(|v| *v > 0 && v.to_string() == name) {
                 out.push(v);
             }
         }
@@ -244,6 +246,16 @@ impl Store {
             bail!("ref {}@{v} points at a record for {}@{}", spec.name, record.name, record.version);
         }
         Ok(ImageVersion { record_id, record })
+    }
+
+    /// Resolves an image and makes sure the loaded index covers it (a
+    /// capture may have committed since the store was opened).
+    pub fn open_image(&mut self, spec: &ImageSpec) -> anyhow::Result<ImageVersion> {
+        let img = self.resolve(spec)?;
+        if !self.index.contains(&img.record.root.tree) {
+            self.reload_index()?;
+        }
+        Ok(img)
     }
 
     /// Every version of every image, by name then version.
@@ -335,7 +347,7 @@ impl BlobReader<'_> {
         let loc = *self.store.index.get(id).ok_or(ReadError::Missing(*id))?;
         let frame = self.frame(&loc, id)?;
         let data = &frame[loc.off as usize..(loc.off + loc.len) as usize];
-        if BlobId::of(data) != *id {
+        if loc.kind.hash(data) != *id {
             return Err(ReadError::Damaged {
                 id: *id,
                 pack: self.store.pack_path(&self.store.index.pack_id(loc.pack)),
@@ -343,6 +355,23 @@ impl BlobReader<'_> {
             });
         }
         Ok(f(data))
+    }
+
+    /// Like [`BlobReader::with_blob`] for a chunk of a file, also checking
+    /// the length the tree gives it.
+    pub fn with_chunk<R>(&mut self, c: &ChunkRef, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
+        let loc = *self.store.index.get(&c.id).ok_or(ReadError::Missing(c.id))?;
+        if loc.len != c.len || loc.kind != BlobKind::Data {
+            return Err(ReadError::Damaged {
+                id: c.id,
+                pack: self.store.pack_path(&self.store.index.pack_id(loc.pack)),
+                reason: format!(
+                    "the tree gives it {} bytes of file data, the store holds {} bytes of {:?}",
+                    c.len, loc.len, loc.kind
+                ),
+            });
+        }
+        self.with_blob(&c.id, f)
     }
 
     /// Reads and decodes a tree object.

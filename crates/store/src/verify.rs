@@ -16,9 +16,10 @@ use crate::tree::EntryKind;
 /// One thing found wrong.
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
-    /// `pack`, `index`, `record`, `ref`, `chunk` or `tree`.
+    /// `pack`, `index`, `record` or `chunk`.
     pub object: &'static str,
     pub id: String,
+    #[serde(serialize_with = "crate::serde_path::opt_path")]
     pub path: Option<PathBuf>,
     pub message: String,
 }
@@ -42,6 +43,7 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     pub damaged_uses: Vec<DamagedUse>,
     /// Packs no index names: left by an interrupted capture, harmless.
+    #[serde(serialize_with = "crate::serde_path::paths")]
     pub unindexed_packs: Vec<PathBuf>,
 }
 
@@ -52,7 +54,17 @@ impl VerifyReport {
 }
 
 /// Checks the whole store. Never changes it.
-pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
+pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
+    // The refs first, then the index: a capture that commits in between has
+    // its index files in place before its ref, so nothing it uses is missed.
+    let mut versions = Vec::new();
+    for name in store.names()? {
+        for v in store.versions(&name)? {
+            versions.push((name.clone(), v));
+        }
+    }
+    store.reload_index()?;
+    let store: &Store = store;
     let mut rep = VerifyReport::default();
     let index = store.index();
     // Blob id -> why it cannot be read.
@@ -102,10 +114,10 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyRe
             }
         };
         progress.advance(bytes.len() as u64);
-        if !indexed.contains(&id) {
+        let whole_ok = BlobId::of(&bytes) == id;
+        if !indexed.contains(&id) && whole_ok {
             rep.unindexed_packs.push(path.clone());
         }
-        let whole_ok = BlobId::of(&bytes) == id;
         if !whole_ok {
             rep.problems.push(Problem {
                 object: "pack",
@@ -161,14 +173,11 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyRe
                 Ok(f) => {
                     let d = &f[l.off as usize..(l.off + l.len) as usize];
                     rep.bytes += d.len() as u64;
-                    if BlobId::of(d) != *blob {
+                    if l.kind.hash(d) != *blob {
                         bad.insert(*blob, "content does not match its hash".into());
                     }
                 }
             }
-        }
-        if !whole_ok && expected.iter().all(|(b, _)| !bad.contains_key(b)) {
-            // Damage outside any blob (the trailer or footer): reported above.
         }
     }
     for (b, l) in index.iter() {
@@ -185,6 +194,9 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyRe
     if let Ok(rd) = std::fs::read_dir(&index_dir) {
         for f in rd.flatten() {
             let p = f.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("idx") {
+                continue;
+            }
             let ok = std::fs::read(&p).ok().is_some_and(|b| {
                 let named = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<BlobId>().ok());
                 named == Some(BlobId::of(&b)) && decode_index(&b).is_ok()
@@ -201,8 +213,8 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> anyhow::Result<VerifyRe
     }
 
     // 3. Every image version: record, trees, and every chunk it uses.
-    for name in store.names()? {
-        for v in store.versions(&name)? {
+    {
+        for (name, v) in versions {
             rep.images += 1;
             let label = format!("{name}@{v}");
             let img = match store.resolve(&crate::record::ImageSpec { name: name.clone(), version: Some(v) }) {
@@ -271,7 +283,14 @@ fn walk(store: &Store, label: &str, tree: &BlobId, at: String, bad: &HashMap<Blo
             EntryKind::Dir { tree } => walk(store, label, tree, p, bad, rep),
             EntryKind::File { chunks, .. } => {
                 for c in chunks {
-                    if let Some(why) = problem(&c.id) {
+                    let wrong =
+                        store.index().get(&c.id).filter(|l| l.len != c.len || l.kind != BlobKind::Data).map(|l| {
+                            format!(
+                                "the tree gives it {} bytes of file data, the store holds {} bytes of {:?}",
+                                c.len, l.len, l.kind
+                            )
+                        });
+                    if let Some(why) = problem(&c.id).or(wrong) {
                         rep.damaged_uses.push(DamagedUse {
                             image: label.into(),
                             path: p.clone(),

@@ -15,7 +15,12 @@ pub fn slipway(store: &Path) -> Command {
 /// Runs and requires success, returning stdout.
 pub fn ok(mut c: Command) -> String {
     let o = c.output().expect("running command");
-    assert!(o.status.success(), "{c:?} failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -49,7 +54,13 @@ pub fn require(tool: &str) -> bool {
 pub fn mtree(dir: &Path) -> String {
     let o = Command::new("bsdtar")
         .current_dir(dir)
-        .args(["-cf", "-", "--format=mtree", "--options=!all,type,uid,gid,mode,time,size,sha256,link,device,nlink", "."])
+        .args([
+            "-cf",
+            "-",
+            "--format=mtree",
+            "--options=!all,type,uid,gid,mode,time,size,sha256,link,device,nlink",
+            ".",
+        ])
         .output()
         .expect("bsdtar");
     assert!(o.status.success(), "bsdtar: {}", String::from_utf8_lossy(&o.stderr));
@@ -58,7 +69,11 @@ pub fn mtree(dir: &Path) -> String {
 
 /// Every xattr of every entry (not following symlinks), hex-encoded.
 pub fn xattrs(dir: &Path) -> String {
-    let o = Command::new("getfattr").current_dir(dir).args(["-R", "-h", "-d", "-m", "-", "-e", "hex", "."]).output().expect("getfattr");
+    let o = Command::new("getfattr")
+        .current_dir(dir)
+        .args(["-R", "-h", "-d", "-m", "-", "-e", "hex", "."])
+        .output()
+        .expect("getfattr");
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -85,6 +100,7 @@ pub fn workspace() -> PathBuf {
 }
 
 pub fn sh(script: &str, dir: &Path) {
-    let o = Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script).current_dir(dir).output().expect("bash");
+    let o =
+        Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script).current_dir(dir).output().expect("bash");
     assert!(o.status.success(), "script failed:\n{script}\n{}", String::from_utf8_lossy(&o.stderr));
 }
