@@ -1,11 +1,11 @@
 //! Paths in JSON reports: shown as text, with bytes that are not UTF-8
 //! replaced (U+FFFD), so a report never fails to serialize.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::ser::{SerializeSeq, Serializer};
 
-pub(crate) fn path<S: Serializer>(p: &PathBuf, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string_lossy())
 }
 
