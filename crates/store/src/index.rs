@@ -10,6 +10,11 @@ use crate::pack::{decode_entries, zstd_decode_bounded, BlobKind, Corrupt, PackEn
 
 pub const INDEX_MAGIC: &[u8; 8] = b"SLWIDX01";
 const STRIDE: usize = 32 + ENTRY_LEN;
+/// Largest decompressed index body a reader accepts (about 3 million
+/// entries); writers split larger indexes into several files.
+pub const MAX_INDEX_BODY: u64 = 256 << 20;
+/// Entries a writer puts in one index file, well under [`MAX_INDEX_BODY`].
+pub(crate) const MAX_INDEX_ENTRIES: usize = 1 << 20;
 
 /// Encodes index entries (pack id, entry) into an index file's bytes.
 pub(crate) fn encode_index(entries: &[(BlobId, PackEntry)]) -> Vec<u8> {
@@ -28,7 +33,7 @@ pub fn decode_index(bytes: &[u8]) -> Result<Vec<(BlobId, PackEntry)>, Corrupt> {
     if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {
         return Err(Corrupt("not a slipway index file (bad magic)".into()));
     }
-    let body = zstd_decode_bounded(&bytes[8..], 1 << 30)?;
+    let body = zstd_decode_bounded(&bytes[8..], MAX_INDEX_BODY)?;
     Ok(decode_entries(&body, STRIDE, 32)?
         .into_iter()
         .map(|(p, e)| (BlobId(p.try_into().expect("32 bytes")), e))
@@ -155,6 +160,15 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `index` fuzz target: a small file that decompressed to
+    /// gigabytes. The body is now capped at MAX_INDEX_BODY.
+    #[test]
+    fn regression_decompression_bomb_is_refused() {
+        let bytes = include_bytes!("../../../fuzz/regressions/index-zstd-bomb-oom.bin");
+        let err = decode_index(bytes).unwrap_err();
+        assert!(err.to_string().contains("bytes allowed") || err.to_string().contains("zstd"), "{err}");
+    }
 
     #[test]
     fn index_round_trip_and_garbage_is_refused() {

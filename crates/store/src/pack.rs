@@ -196,7 +196,7 @@ pub fn parse_pack(bytes: &[u8]) -> Result<Vec<PackEntry>, Corrupt> {
         .map_err(|e| corrupt(format!("pack trailer: {e}")))?;
     let entries: Vec<PackEntry> = decode_entries(&table, ENTRY_LEN, 0)?.into_iter().map(|(_, e)| e).collect();
     for e in &entries {
-        if e.frame_off + e.frame_clen as u64 > trailer_off {
+        if e.frame_off.checked_add(e.frame_clen as u64).is_none_or(|end| end > trailer_off) {
             return Err(corrupt(format!("blob {} has a frame past the end of the frame area", e.id.short())));
         }
     }
@@ -216,6 +216,14 @@ pub fn decompress_frame(compressed: &[u8], ulen: u32) -> Result<Vec<u8>, Corrupt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `pack` fuzz target: a frame offset near u64::MAX
+    /// overflowed the bounds check.
+    #[test]
+    fn regression_frame_offset_overflow_is_an_error() {
+        let bytes = include_bytes!("../../../fuzz/regressions/pack-frame-off-overflow.bin");
+        assert!(parse_pack(bytes).is_err());
+    }
 
     #[test]
     fn pack_round_trip_and_truncation_is_caught() {

@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::atomic::{persist, tmp_name, write_atomic};
 use crate::id::BlobId;
-use crate::index::{encode_index, Index};
+use crate::index::{encode_index, Index, MAX_INDEX_ENTRIES};
 use crate::pack::{build_pack, compress_frame, BlobKind, Frame, PackEntry};
 use crate::store::Store;
 
@@ -130,7 +130,7 @@ impl Packer {
         while let Ok(r) = self.done.try_recv() {
             self.collect(r)?;
         }
-        if self.unindexed_packs >= CHECKPOINT_PACKS {
+        if self.unindexed_packs >= CHECKPOINT_PACKS || self.unindexed.len() >= MAX_INDEX_ENTRIES {
             self.write_index()?;
         }
         Ok(())
@@ -152,10 +152,13 @@ impl Packer {
         if self.unindexed.is_empty() {
             return Ok(());
         }
-        let bytes = encode_index(&self.unindexed);
-        let id = BlobId::of(&bytes);
-        let path = self.index_dir.join(format!("{id}.idx"));
-        write_atomic(&self.tmp_dir, &path, &bytes).with_context(|| format!("writing index file {}", path.display()))?;
+        for part in self.unindexed.chunks(MAX_INDEX_ENTRIES) {
+            let bytes = encode_index(part);
+            let id = BlobId::of(&bytes);
+            let path = self.index_dir.join(format!("{id}.idx"));
+            write_atomic(&self.tmp_dir, &path, &bytes)
+                .with_context(|| format!("writing index file {}", path.display()))?;
+        }
         self.unindexed.clear();
         self.unindexed_packs = 0;
         Ok(())

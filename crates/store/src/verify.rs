@@ -160,7 +160,7 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
         for (blob, l) in &expected {
             rep.blobs += 1;
             let frame = frames.entry(l.frame_off).or_insert_with(|| {
-                let end = l.frame_off as usize + l.frame_clen as usize;
+                let end = (l.frame_off as usize).saturating_add(l.frame_clen as usize);
                 if end > bytes.len() {
                     return Err("pack is truncated".into());
                 }
