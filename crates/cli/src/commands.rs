@@ -56,11 +56,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 let st = &r.stats;
                 println!(
-                    "captured {} from {}: {} files, {} dirs, {} logical, {} new in store, {:.1} s",
+                    "captured {} from {}: {} files, {} dirs, {} hard links, {} logical, {} new in store, {:.1} s",
                     r.image,
                     a.src.display(),
-                    st.files + st.hardlinks,
+                    st.files,
                     st.dirs,
+                    st.hardlinks,
                     bytes(st.logical_bytes),
                     bytes(st.new_bytes),
                     r.seconds
@@ -215,7 +216,7 @@ fn images(s: &Store, as_json: bool) -> anyhow::Result<()> {
                     "image": i.label(), "name": i.record.name, "version": i.record.version,
                     "record": i.record_id, "created": rfc3339(i.record.created),
                     "description": i.record.description,
-                    "files": st.files + st.hardlinks, "dirs": st.dirs,
+                    "files": st.files, "hardlinks": st.hardlinks, "dirs": st.dirs,
                     "logical_bytes": st.logical_bytes, "unique_bytes": st.unique_bytes,
                     "stored_bytes": st.stored_bytes, "new_bytes": st.new_bytes,
                     "dedup_ratio": ratio(st.data_bytes, st.unique_bytes),
@@ -239,7 +240,7 @@ fn images(s: &Store, as_json: bool) -> anyhow::Result<()> {
         println!(
             "{:<24} {:>8} {:>10} {:>10} {:>10} {:>6.2}x  {}",
             i.label(),
-            st.files + st.hardlinks,
+            st.files,
             bytes(st.logical_bytes),
             bytes(st.stored_bytes),
             bytes(st.new_bytes),

@@ -5,10 +5,12 @@ mod args;
 mod commands;
 mod human;
 mod progress;
+mod sigpipe;
 
 use clap::Parser;
 
 fn main() {
+    sigpipe::reset();
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),

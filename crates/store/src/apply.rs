@@ -88,7 +88,14 @@ fn apply_dir(cx: &mut Ctx<'_>, dir: &DirHandle, tree_id: &BlobId, comps: &mut Ve
         format!("reading directory {at}")
     })?;
     for e in &tree.entries {
-        apply_entry(cx, dir, e, comps).with_context(|| show(comps, &e.name))?;
+        let r = apply_entry(cx, dir, e, comps);
+        // A directory's own errors already name their path, and deeper ones
+        // name the entry that failed: add the path once, at the leaf.
+        if matches!(e.kind, EntryKind::Dir { .. }) {
+            r?;
+        } else {
+            r.with_context(|| show(comps, &e.name))?;
+        }
     }
     Ok(())
 }
@@ -310,8 +317,10 @@ mod tests {
             file_entry(b"y", &[(BlobId::of(b), 5)], 5, Some(0)),
         ]);
         let t = tempfile::tempdir().unwrap();
-        let (store, img) = store_with_forged_image(t.path(), &[a, b], tree);
+        let (mut store, img) = store_with_forged_image(t.path(), &[a, b], tree);
         let msg = apply_err(&store, &img, &t.path().join("target"));
         assert!(msg.contains("hard-link group 0") && msg.contains("/y"), "{msg}");
+        let rep = crate::verify(&mut store, &NoProgress).unwrap();
+        assert!(rep.damaged_uses.iter().any(|u| u.path == "/y" && u.problem.contains("hard-link group 0")), "{rep:?}");
     }
 }

@@ -164,8 +164,10 @@ impl Store {
         let tmp = self.tmp_dir();
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         for e in fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))? {
-            let p = e?.path();
-            fs::remove_file(&p).with_context(|| format!("removing stale staging file {}", p.display()))?;
+            let e = e?;
+            let p = e.path();
+            let r = if e.file_type()?.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            r.with_context(|| format!("removing stale staging file {}", p.display()))?;
         }
         Ok(lock)
     }

@@ -130,6 +130,16 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
         // trailer that may itself be damaged).
         let mut expected: Vec<(BlobId, crate::index::Location)> =
             index.iter().filter(|(_, l)| index.pack_id(l.pack) == id).map(|(b, l)| (*b, *l)).collect();
+        if expected.is_empty() && whole_ok {
+            if let Err(e) = parse_pack(&bytes) {
+                rep.problems.push(Problem {
+                    object: "pack",
+                    id: id.to_hex(),
+                    path: Some(path.clone()),
+                    message: format!("trailer: {e}"),
+                });
+            }
+        }
         if expected.is_empty() {
             if let Ok(entries) = parse_pack(&bytes) {
                 for e in entries {
@@ -229,14 +239,26 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
                     continue;
                 }
             };
-            walk(store, &label, &img.record.root.tree, String::new(), &bad, &mut rep);
+            let mut links = HashMap::new();
+            walk(store, &label, &img.record.root.tree, String::new(), &bad, &mut links, &mut rep);
         }
     }
     progress.finish();
     Ok(rep)
 }
 
-fn walk(store: &Store, label: &str, tree: &BlobId, at: String, bad: &HashMap<BlobId, String>, rep: &mut VerifyReport) {
+/// First member (path, entry) of each hard-link group seen in an image.
+type Links = HashMap<u64, (String, crate::tree::TreeEntry)>;
+
+fn walk(
+    store: &Store,
+    label: &str,
+    tree: &BlobId,
+    at: String,
+    bad: &HashMap<BlobId, String>,
+    links: &mut Links,
+    rep: &mut VerifyReport,
+) {
     let problem = |id: &BlobId| -> Option<String> {
         if let Some(why) = bad.get(id) {
             return Some(why.clone());
@@ -279,8 +301,22 @@ fn walk(store: &Store, label: &str, tree: &BlobId, at: String, bad: &HashMap<Blo
     };
     for e in &t.entries {
         let p = format!("{at}/{}", e.name);
+        if let Some(g) = e.hardlink {
+            match links.get(&g) {
+                Some((first, f)) if f.kind != e.kind || f.meta != e.meta => rep.damaged_uses.push(DamagedUse {
+                    image: label.into(),
+                    path: p.clone(),
+                    blob: *tree,
+                    problem: format!("hard-link group {g} differs from its first member {first}"),
+                }),
+                Some(_) => {}
+                None => {
+                    links.insert(g, (p.clone(), e.clone()));
+                }
+            }
+        }
         match &e.kind {
-            EntryKind::Dir { tree } => walk(store, label, tree, p, bad, rep),
+            EntryKind::Dir { tree } => walk(store, label, tree, p, bad, links, rep),
             EntryKind::File { chunks, .. } => {
                 for c in chunks {
                     let wrong =
