@@ -17,13 +17,31 @@ pub(crate) fn tmp_name(prefix: &str) -> String {
 /// Writes `data` to `dest` atomically, staging in `tmp_dir` (same
 /// filesystem). The destination's directory is created if needed.
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
+    stage_and_rename(tmp_dir, dest, data, false)
+}
+
+/// Like [`write_atomic`], but fails if `dest` exists (rename with
+/// `RENAME_NOREPLACE`), so two writers can never replace each other's file.
+pub(crate) fn write_atomic_noclobber(tmp_dir: &Path, dest: &Path, data: &[u8]) -> io::Result<()> {
+    stage_and_rename(tmp_dir, dest, data, true)
+}
+
+fn stage_and_rename(tmp_dir: &Path, dest: &Path, data: &[u8], noreplace: bool) -> io::Result<()> {
     let tmp = tmp_dir.join(tmp_name("w"));
     let r = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
-        persist(&tmp, dest)
+        if noreplace {
+            let dir = dest.parent().expect("destination has a parent");
+            make_dirs(dir)?;
+            let cwd = rustix::fs::CWD;
+            rustix::fs::renameat_with(cwd, &tmp, cwd, dest, rustix::fs::RenameFlags::NOREPLACE)?;
+            sync_dir(dir)
+        } else {
+            persist(&tmp, dest)
+        }
     })();
     if r.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -35,25 +53,32 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, data: &[u8]) -> io::Resu
 /// directory that now holds it.
 pub(crate) fn persist(tmp: &Path, dest: &Path) -> io::Result<()> {
     let dir = dest.parent().expect("destination has a parent");
-    if !dir.exists() {
-        // Create each missing level and make its entry durable in its parent.
-        let mut missing = vec![dir];
-        while let Some(p) = missing.last().and_then(|d| d.parent()).filter(|p| !p.exists()) {
-            missing.push(p);
-        }
-        for d in missing.into_iter().rev() {
-            match fs::create_dir(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            if let Some(pp) = d.parent() {
-                sync_dir(pp)?;
-            }
-        }
-    }
+    make_dirs(dir)?;
     fs::rename(tmp, dest)?;
     sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents, making each new entry durable in
+/// its parent.
+fn make_dirs(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut missing = vec![dir];
+    while let Some(p) = missing.last().and_then(|d| d.parent()).filter(|p| !p.exists()) {
+        missing.push(p);
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(pp) = d.parent() {
+            sync_dir(pp)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {

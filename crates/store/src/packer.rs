@@ -49,6 +49,7 @@ pub(crate) struct Packer {
     /// Every blob this packer wrote, with where it went.
     pub written: HashMap<BlobId, PackEntry>,
     pub pack_bytes: u64,
+    finishing: bool,
     tmp_dir: PathBuf,
     index_dir: PathBuf,
 }
@@ -89,6 +90,7 @@ impl Packer {
             unindexed_packs: 0,
             written: HashMap::new(),
             pack_bytes: 0,
+            finishing: false,
             tmp_dir: store.tmp_dir(),
             index_dir: store.index_dir(),
         }
@@ -130,7 +132,7 @@ impl Packer {
         while let Ok(r) = self.done.try_recv() {
             self.collect(r)?;
         }
-        if self.unindexed_packs >= CHECKPOINT_PACKS || self.unindexed.len() >= MAX_INDEX_ENTRIES {
+        if !self.finishing && (self.unindexed_packs >= CHECKPOINT_PACKS || self.unindexed.len() >= MAX_INDEX_ENTRIES) {
             self.write_index()?;
         }
         Ok(())
@@ -167,6 +169,10 @@ impl Packer {
     /// Writes what is queued, waits for every pack, and writes the last index
     /// file. Returns the bytes of packs written.
     pub(crate) fn finish(mut self) -> anyhow::Result<Self> {
+        // No checkpoint from here on: the last blobs (the root tree among
+        // them) go into the final index file together, so a reader that
+        // finds the root tree in the index finds everything the image uses.
+        self.finishing = true;
         self.flush_lane(BlobKind::Data as usize)?;
         self.flush_lane(BlobKind::Tree as usize)?;
         self.tx = None;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use crate::atomic::{sync_dir, write_atomic};
+use crate::atomic::{sync_dir, write_atomic, write_atomic_noclobber};
 use crate::config::Config;
 use crate::id::BlobId;
 use crate::index::{Index, Location};
@@ -276,13 +276,14 @@ impl Store {
     pub(crate) fn commit_image(&self, record: &ImageRecord) -> anyhow::Result<BlobId> {
         let bytes = record.encode();
         let id = BlobId::of(&bytes);
-        let rp = self.record_path(&id);
-        write_atomic(&self.tmp_dir(), &rp, &bytes).with_context(|| format!("writing image record {}", rp.display()))?;
         let refp = self.refs_dir().join(&record.name).join(record.version.to_string());
         if refp.exists() {
             bail!("{}@{} exists already", record.name, record.version);
         }
-        write_atomic(&self.tmp_dir(), &refp, format!("{id}\n").as_bytes())
+        let rp = self.record_path(&id);
+        write_atomic(&self.tmp_dir(), &rp, &bytes).with_context(|| format!("writing image record {}", rp.display()))?;
+        // The ref never replaces one that another writer made meanwhile.
+        write_atomic_noclobber(&self.tmp_dir(), &refp, format!("{id}\n").as_bytes())
             .with_context(|| format!("writing ref {}", refp.display()))?;
         Ok(id)
     }

@@ -1,0 +1,8 @@
+//! `ImageRecord::decode` on arbitrary bytes: must return Ok or Err, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = slipway_store::ImageRecord::decode(data);
+});

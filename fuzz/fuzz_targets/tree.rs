@@ -1,0 +1,8 @@
+//! `Tree::decode` on arbitrary bytes: must return Ok or Err, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = slipway_store::Tree::decode(data);
+});
