@@ -104,6 +104,10 @@ pub struct CaptureArgs {
     /// Do not descend into other filesystems (mount points are kept empty)
     #[arg(long, short = 'x')]
     pub one_file_system: bool,
+    /// Read every file; by default files whose size, mtime, ctime and inode
+    /// are unchanged since the previous version are not read again
+    #[arg(long)]
+    pub rehash: bool,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,

@@ -49,7 +49,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Capture(a) => {
             let mut s = open(&g)?;
             let p = CliProgress::new(g.quiet);
-            let opts = CaptureOptions { name: a.name, description: a.description, one_file_system: a.one_file_system };
+            let opts = CaptureOptions {
+                name: a.name,
+                description: a.description,
+                one_file_system: a.one_file_system,
+                rehash: a.rehash,
+            };
             let r = capture(&mut s, &a.src, &opts, &p)?;
             if a.json {
                 print_json(&json!({"schema": "slipway.capture/1", "report": r}));
@@ -66,6 +71,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     bytes(st.new_bytes),
                     r.seconds
                 );
+                if r.files_reused > 0 {
+                    println!(
+                        "read {} files ({}); {} unchanged files taken from the previous version without reading",
+                        r.files_read,
+                        bytes(r.bytes_read),
+                        r.files_reused
+                    );
+                }
             }
         }
         Cmd::Images(a) => images(&open(&g)?, a.json)?,

@@ -16,6 +16,7 @@ use crate::pack::BlobKind;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::record::{check_name, ImageRecord, ImageSpec, ImageStats, RootDir, RECORD_FORMAT, RECORD_VERSION};
+use crate::source_cache::{self, Seen, SourceCache};
 use crate::store::Store;
 use crate::tree::{ChunkRef, EntryKind, Tree, TreeEntry};
 
@@ -26,6 +27,9 @@ pub struct CaptureOptions {
     pub description: String,
     /// Stay on the source's filesystem (mount points become empty dirs).
     pub one_file_system: bool,
+    /// Read every file, even ones the previous version's source cache says
+    /// are unchanged.
+    pub rehash: bool,
 }
 
 /// The outcome of a capture.
@@ -37,6 +41,12 @@ pub struct CaptureReport {
     /// Entries left out, with the reason.
     #[serde(serialize_with = "crate::serde_path::path_pairs")]
     pub skipped: Vec<(PathBuf, String)>,
+    /// Regular files read, and bytes read from them.
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Files whose chunks were taken from the previous version's source
+    /// cache without reading them (same inode, size, mtime and ctime).
+    pub files_reused: u64,
     pub seconds: f64,
 }
 
@@ -58,6 +68,14 @@ struct Ctx<'a> {
     groups: std::collections::HashSet<u64>,
     /// Distinct blobs this image uses, with their length.
     used: HashMap<BlobId, u32>,
+    /// The previous version's source cache, and the one being made.
+    old_cache: Option<SourceCache>,
+    new_cache: SourceCache,
+    /// Byte length of the source root's path, to make paths relative.
+    root_len: usize,
+    files_read: u64,
+    bytes_read: u64,
+    files_reused: u64,
     stats: ImageStats,
     buf: Vec<u8>,
 }
@@ -91,6 +109,21 @@ fn capture_locked(
     for (p, why) in &scan_stats.skipped {
         progress.note(&format!("skipped {}: {why}", p.display()));
     }
+    let versions = store.versions(&opts.name)?;
+    let parent = match versions.last() {
+        Some(v) => Some(store.ref_target(&opts.name, *v)?),
+        None => None,
+    };
+    let old_cache = match (&parent, opts.rehash) {
+        (Some(p), false) => match source_cache::load(store, p) {
+            Ok(c) => c,
+            Err(e) => {
+                progress.note(&format!("ignoring the source cache of the previous version ({e}); reading every file"));
+                None
+            }
+        },
+        _ => None,
+    };
     progress.phase("capturing", Some(bytes_to_read(&nodes, &mut std::collections::HashSet::new())));
     let mut cx = Ctx {
         store,
@@ -100,11 +133,17 @@ fn capture_locked(
         links: HashMap::new(),
         groups: std::collections::HashSet::new(),
         used: HashMap::new(),
+        old_cache,
+        new_cache: SourceCache::default(),
+        root_len: src.as_os_str().len(),
+        files_read: 0,
+        bytes_read: 0,
+        files_reused: 0,
         stats: ImageStats::default(),
         buf: Vec::new(),
     };
     let root_tree = capture_dir(&mut cx, src, &nodes)?;
-    let Ctx { packer, used, mut stats, .. } = cx;
+    let Ctx { packer, used, mut stats, new_cache, files_read, bytes_read, files_reused, .. } = cx;
     let packer = packer.finish()?;
 
     stats.chunks = used.len() as u64;
@@ -128,11 +167,6 @@ fn capture_locked(
     }
     stats.new_bytes = packer.pack_bytes;
 
-    let versions = store.versions(&opts.name)?;
-    let parent = match versions.last() {
-        Some(v) => Some(store.ref_target(&opts.name, *v)?),
-        None => None,
-    };
     let version = versions.last().copied().unwrap_or(0) + 1;
     let record = ImageRecord {
         format: RECORD_FORMAT.into(),
@@ -149,6 +183,18 @@ fn capture_locked(
         stats,
     };
     let record_id = store.commit_image(&record)?;
+    // A hint for the next capture; the image is complete without it.
+    match source_cache::save(store, &record_id, &new_cache) {
+        // Only the newest version's cache is ever used.
+        Ok(()) => {
+            if let Some(p) = &parent {
+                let _ = std::fs::remove_file(source_cache::cache_path(store, p));
+            }
+        }
+        Err(e) => {
+            progress.note(&format!("could not save the source cache ({e}); the next capture will read every file"))
+        }
+    }
     progress.finish();
     debug_assert!(store.resolve(&ImageSpec { name: opts.name.clone(), version: Some(version) }).is_ok());
     Ok(CaptureReport {
@@ -156,6 +202,9 @@ fn capture_locked(
         record: record_id,
         stats: record.stats,
         skipped: scan_stats.skipped.into_iter().map(|(p, w)| (p, w.to_string())).collect(),
+        files_read,
+        bytes_read,
+        files_reused,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -195,8 +244,7 @@ fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<B
                     None => {
                         cx.stats.files += 1;
                         cx.stats.logical_bytes += size;
-                        let c = capture_file(cx, &path, *size, *sparse)
-                            .with_context(|| format!("capturing {}", path.display()))?;
+                        let c = file_content(cx, &path, n, *size, *sparse)?;
                         if let Some(g) = n.hardlink {
                             cx.links.insert(g, c.clone());
                         }
@@ -270,6 +318,39 @@ impl Read for ExtentReader<'_> {
 }
 
 type FileContent = (Vec<ChunkRef>, Option<Vec<(u64, u64)>>);
+
+/// The chunks of a file: from the previous version's source cache when the
+/// file is unchanged and the store still has them, else by reading it.
+fn file_content(cx: &mut Ctx<'_>, path: &Path, n: &Node, size: u64, sparse: bool) -> anyhow::Result<FileContent> {
+    use std::os::unix::ffi::OsStrExt;
+    let rel = path.as_os_str().as_bytes().get(cx.root_len + 1..).unwrap_or_default().to_vec();
+    let mut seen =
+        Seen { dev: n.dev, ino: n.ino, size, mtime: n.meta.mtime, ctime: n.ctime, chunks: vec![], extents: None };
+    let cached = cx
+        .old_cache
+        .as_ref()
+        .and_then(|c| c.files.get(&rel))
+        .filter(|old| old.unchanged(&seen) && old.chunks.iter().all(|c| cx.packer.has(cx.store.index(), &c.id)));
+    let content = match cached {
+        Some(old) => {
+            cx.files_reused += 1;
+            let data: u64 = old.chunks.iter().map(|c| c.len as u64).sum();
+            cx.stats.data_bytes += data;
+            cx.progress.advance(size);
+            (old.chunks.clone(), old.extents.clone())
+        }
+        None => {
+            cx.files_read += 1;
+            let c = capture_file(cx, path, size, sparse).with_context(|| format!("capturing {}", path.display()))?;
+            cx.bytes_read += c.0.iter().map(|c| c.len as u64).sum::<u64>();
+            c
+        }
+    };
+    seen.chunks = content.0.clone();
+    seen.extents = content.1.clone();
+    cx.new_cache.files.insert(rel, seen);
+    Ok(content)
+}
 
 fn capture_file(cx: &mut Ctx<'_>, path: &Path, size: u64, sparse: bool) -> anyhow::Result<FileContent> {
     let file = open_source_file(path).context("opening")?;
