@@ -66,6 +66,20 @@ pub enum Cmd {
     /// images and paths that use anything damaged or missing. Exits 1 when
     /// it finds a problem.
     Verify(JsonArg),
+    /// Show what differs between two image versions, path by path
+    ///
+    /// Lists every path added, removed, changed in content (file data,
+    /// symlink target, device number), changed in metadata only (owner,
+    /// mode, mtime, xattrs) or changed in type.
+    Diff(DiffArgs),
+    /// Remove one image version (its data stays until `slipway gc`)
+    Delete(DeleteArgs),
+    /// Drop data no image version uses, and repack mostly-empty packs
+    ///
+    /// Safe while other processes apply images or capture: gc waits for a
+    /// running capture (the writer lock), and readers that lose a pack to gc
+    /// find its blobs again in the new index.
+    Gc(GcArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -142,6 +156,42 @@ pub struct CatArgs {
     pub image: String,
     /// The path of a regular file inside the image
     pub path: OsString,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older image version (NAME or NAME@VERSION)
+    pub from: String,
+    /// The newer image version (NAME or NAME@VERSION)
+    pub to: String,
+    /// Also report the bytes a store holding FROM still needs to get TO
+    #[arg(long)]
+    pub bytes: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The version to remove, as NAME@VERSION
+    pub image: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Show what would be removed, change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Repack a pack when less than this share of it is live (0 to 1)
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub repack_below: f64,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

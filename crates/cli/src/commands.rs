@@ -168,6 +168,93 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             return Ok(if r.ok() { 0 } else { 1 });
         }
+        Cmd::Diff(a) => {
+            let mut s = open(&g)?;
+            let from = resolve(&mut s, &a.from)?;
+            let to = resolve(&mut s, &a.to)?;
+            let r = slipway_store::diff(&s, &from, &to, a.bytes)?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.diff/1", "report": r}));
+            } else {
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::new(stdout.lock());
+                for e in &r.entries {
+                    let tag = match e.change {
+                        slipway_store::Change::Added => "+",
+                        slipway_store::Change::Removed => "-",
+                        slipway_store::Change::Content if e.metadata_too => "M",
+                        slipway_store::Change::Content => "C",
+                        slipway_store::Change::Metadata => "m",
+                        slipway_store::Change::Type => "T",
+                    };
+                    writeln!(w, "{tag} {}", e.path)?;
+                }
+                w.flush()?;
+                let count = |c| r.entries.iter().filter(|e| e.change == c).count();
+                use slipway_store::Change as K;
+                eprintln!(
+                    "{} -> {}: {} added, {} removed, {} content changed, {} metadata changed, {} type changed",
+                    r.from,
+                    r.to,
+                    count(K::Added),
+                    count(K::Removed),
+                    count(K::Content),
+                    count(K::Metadata),
+                    count(K::Type)
+                );
+                if let (Some(n), Some(raw), Some(st)) = (r.new_blobs, r.new_bytes, r.new_stored_bytes) {
+                    eprintln!(
+                        "a store holding {} needs {} more to hold {}: {n} blobs, {} before compression",
+                        r.from,
+                        bytes(st),
+                        r.to,
+                        bytes(raw)
+                    );
+                }
+            }
+        }
+        Cmd::Delete(a) => {
+            let mut s = open(&g)?;
+            let label = slipway_store::delete(&mut s, &a.image.parse()?, &CliProgress::new(g.quiet))?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.delete/1", "deleted": label}));
+            } else {
+                println!("deleted {label}; run `slipway gc` to free the space only it used");
+            }
+        }
+        Cmd::Gc(a) => {
+            if !(0.0..=1.0).contains(&a.repack_below) {
+                bail!("--repack-below must be between 0 and 1");
+            }
+            let mut s = open(&g)?;
+            let opts = slipway_store::GcOptions { repack_below: a.repack_below, dry_run: a.dry_run };
+            let r = slipway_store::gc(&mut s, &opts, &CliProgress::new(g.quiet))?;
+            if a.json {
+                print_json(&json!({"schema": "slipway.gc/1", "report": r}));
+            } else {
+                let verb = if r.dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{} image versions, {} live blobs; {verb} {} packs with nothing live, repacked {} mostly-empty packs \
+                     into {}, {verb} {} records and {} caches",
+                    r.images,
+                    r.live_blobs,
+                    r.packs_removed,
+                    r.packs_repacked,
+                    r.packs_written,
+                    r.records_removed,
+                    r.caches_removed
+                );
+                if !r.dry_run {
+                    println!(
+                        "packs: {} ({}) -> {} ({})",
+                        r.packs_before,
+                        bytes(r.bytes_before),
+                        r.packs_after,
+                        bytes(r.bytes_after)
+                    );
+                }
+            }
+        }
         Cmd::Man { dir } => man(&dir)?,
     }
     Ok(0)

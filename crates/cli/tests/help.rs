@@ -16,6 +16,9 @@ const COMMANDS: &[&[&str]] = &[
     &["cat"],
     &["apply"],
     &["verify"],
+    &["diff"],
+    &["delete"],
+    &["gc"],
 ];
 
 #[test]

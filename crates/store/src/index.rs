@@ -111,6 +111,20 @@ impl Index {
         Ok(idx)
     }
 
+    /// [`Index::load`], tolerating index files that another process (a gc)
+    /// removes while they are read: it tries again, a few times.
+    pub fn load_retrying(dir: &Path) -> anyhow::Result<Self> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::load(dir) {
+                Ok(i) => return Ok(i),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
     pub fn insert(&mut self, pack: BlobId, e: PackEntry) {
         let next = self.packs.len() as u32;
         let p = *self.pack_pos.entry(pack).or_insert_with(|| next);

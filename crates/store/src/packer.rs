@@ -49,6 +49,7 @@ pub(crate) struct Packer {
     /// Every blob this packer wrote, with where it went.
     pub written: HashMap<BlobId, PackEntry>,
     pub pack_bytes: u64,
+    pub packs_written: u64,
     finishing: bool,
     tmp_dir: PathBuf,
     index_dir: PathBuf,
@@ -90,6 +91,7 @@ impl Packer {
             unindexed_packs: 0,
             written: HashMap::new(),
             pack_bytes: 0,
+            packs_written: 0,
             finishing: false,
             tmp_dir: store.tmp_dir(),
             index_dir: store.index_dir(),
@@ -142,6 +144,7 @@ impl Packer {
         self.in_flight -= 1;
         let (pack, entries, size) = r?;
         self.pack_bytes += size;
+        self.packs_written += 1;
         self.unindexed_packs += 1;
         for e in entries {
             self.written.insert(e.id, e);

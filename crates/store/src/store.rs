@@ -88,7 +88,7 @@ impl Store {
     /// Opens the store at `path` and loads its index.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let mut s = Self::open_without_index(path)?;
-        s.index = Index::load(&path.join("index"))?;
+        s.index = Index::load_retrying(&path.join("index"))?;
         Ok(s)
     }
 
@@ -124,7 +124,7 @@ impl Store {
     /// Re-reads the index (after taking the writer lock, to see what other
     /// writers added).
     pub fn reload_index(&mut self) -> anyhow::Result<()> {
-        self.index = Index::load(&self.root.join("index"))?;
+        self.index = Index::load_retrying(&self.root.join("index"))?;
         Ok(())
     }
 
@@ -290,43 +290,56 @@ impl Store {
 
     /// A reader with its own cache of open packs and decompressed frames.
     pub fn reader(&self) -> BlobReader<'_> {
-        BlobReader { store: self, files: HashMap::new(), cache: Vec::new() }
+        BlobReader { store: self, fresh: None, files: HashMap::new(), cache: Vec::new() }
     }
 }
 
 const FRAME_CACHE: usize = 6;
+const PACK_MISSING: &str = "pack file is missing";
 
 /// Reads blobs, checking each one's hash.
 pub struct BlobReader<'a> {
     store: &'a Store,
-    files: HashMap<u32, File>,
+    /// An index read again from disk after a pack went missing (a `gc` in
+    /// another process moved its blobs); used instead of the store's.
+    fresh: Option<Index>,
+    files: HashMap<BlobId, File>,
     /// Most recently used first: (pack, frame offset, frame).
-    cache: Vec<(u32, u64, Arc<Vec<u8>>)>,
+    cache: Vec<(BlobId, u64, Arc<Vec<u8>>)>,
 }
 
 impl BlobReader<'_> {
-    fn frame(&mut self, loc: &Location, id: &BlobId) -> Result<Arc<Vec<u8>>, ReadError> {
-        if let Some(i) = self.cache.iter().position(|(p, o, _)| *p == loc.pack && *o == loc.frame_off) {
+    fn index(&self) -> &Index {
+        self.fresh.as_ref().unwrap_or(&self.store.index)
+    }
+
+    /// Where a blob is: its pack's id and its place there.
+    fn locate(&self, id: &BlobId) -> Option<(BlobId, Location)> {
+        let ix = self.index();
+        ix.get(id).map(|l| (ix.pack_id(l.pack), *l))
+    }
+
+    fn frame(&mut self, pack_id: BlobId, loc: &Location, id: &BlobId) -> Result<Arc<Vec<u8>>, ReadError> {
+        if let Some(i) = self.cache.iter().position(|(p, o, _)| *p == pack_id && *o == loc.frame_off) {
             let hit = self.cache.remove(i);
             let f = hit.2.clone();
             self.cache.insert(0, hit);
             return Ok(f);
         }
-        let pack_id = self.store.index.pack_id(loc.pack);
         let path = self.store.pack_path(&pack_id);
-        if !self.files.contains_key(&loc.pack) {
+        if !self.files.contains_key(&pack_id) {
             let f = File::open(&path).map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => {
-                    ReadError::Damaged { id: *id, pack: path.clone(), reason: "pack file is missing".into() }
+                    ReadError::Damaged { id: *id, pack: path.clone(), reason: PACK_MISSING.into() }
                 }
                 _ => ReadError::Io { pack: path.clone(), source },
             })?;
             if self.files.len() > 64 {
                 self.files.clear();
             }
-            self.files.insert(loc.pack, f);
+            self.files.insert(pack_id, f);
         }
-        let f = &self.files[&loc.pack];
+        let f = &self.files[&pack_id];
         let mut buf = vec![0u8; loc.frame_clen as usize];
         f.read_exact_at(&mut buf, loc.frame_off).map_err(|source| match source.kind() {
             std::io::ErrorKind::UnexpectedEof => {
@@ -340,20 +353,33 @@ impl BlobReader<'_> {
             reason: e.0,
         })?;
         let frame = Arc::new(frame);
-        self.cache.insert(0, (loc.pack, loc.frame_off, frame.clone()));
+        self.cache.insert(0, (pack_id, loc.frame_off, frame.clone()));
         self.cache.truncate(FRAME_CACHE);
         Ok(frame)
     }
 
     /// Calls `f` with the blob's bytes, after checking their hash.
     pub fn with_blob<R>(&mut self, id: &BlobId, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
-        let loc = *self.store.index.get(id).ok_or(ReadError::Missing(*id))?;
-        let frame = self.frame(&loc, id)?;
+        let (mut pack_id, mut loc) = self.locate(id).ok_or(ReadError::Missing(*id))?;
+        let frame =
+            match self.frame(pack_id, &loc, id) {
+                Ok(f) => f,
+                Err(ReadError::Damaged { pack, reason, .. }) if reason == PACK_MISSING && self.fresh.is_none() => {
+                    // A gc in another process may have repacked this blob since
+                    // the index was loaded: read the index again, once.
+                    let fresh = Index::load_retrying(&self.store.root.join("index"))
+                        .map_err(|e| ReadError::Damaged { id: *id, pack: pack.clone(), reason: format!("{e:#}") })?;
+                    self.fresh = Some(fresh);
+                    (pack_id, loc) = self.locate(id).ok_or(ReadError::Missing(*id))?;
+                    self.frame(pack_id, &loc, id)?
+                }
+                Err(e) => return Err(e),
+            };
         let data = &frame[loc.off as usize..(loc.off + loc.len) as usize];
         if loc.kind.hash(data) != *id {
             return Err(ReadError::Damaged {
                 id: *id,
-                pack: self.store.pack_path(&self.store.index.pack_id(loc.pack)),
+                pack: self.store.pack_path(&pack_id),
                 reason: "content does not match its hash".into(),
             });
         }
@@ -363,11 +389,11 @@ impl BlobReader<'_> {
     /// Like [`BlobReader::with_blob`] for a chunk of a file, also checking
     /// the length the tree gives it.
     pub fn with_chunk<R>(&mut self, c: &ChunkRef, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadError> {
-        let loc = *self.store.index.get(&c.id).ok_or(ReadError::Missing(c.id))?;
+        let (pack_id, loc) = self.locate(&c.id).ok_or(ReadError::Missing(c.id))?;
         if loc.len != c.len || loc.kind != BlobKind::Data {
             return Err(ReadError::Damaged {
                 id: c.id,
-                pack: self.store.pack_path(&self.store.index.pack_id(loc.pack)),
+                pack: self.store.pack_path(&pack_id),
                 reason: format!(
                     "the tree gives it {} bytes of file data, the store holds {} bytes of {:?}",
                     c.len, loc.len, loc.kind
@@ -379,7 +405,7 @@ impl BlobReader<'_> {
 
     /// Reads and decodes a tree object.
     pub fn tree(&mut self, id: &BlobId) -> anyhow::Result<Tree> {
-        if let Some(loc) = self.store.index.get(id) {
+        if let Some((_, loc)) = self.locate(id) {
             if loc.kind != BlobKind::Tree {
                 bail!("blob {id} is referenced as a directory but holds file data");
             }
