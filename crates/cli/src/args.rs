@@ -80,6 +80,11 @@ pub enum Cmd {
     /// running capture (the writer lock), and readers that lose a pack to gc
     /// find its blobs again in the new index.
     Gc(GcArgs),
+    /// Copy an image version to another store
+    ///
+    /// --to-store copies only the chunks the other store lacks (a USB stick,
+    /// a distribution point).
+    Export(ExportArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -167,6 +172,19 @@ pub struct DiffArgs {
     /// Also report the bytes a store holding FROM still needs to get TO
     #[arg(long)]
     pub bytes: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// NAME (newest version) or NAME@VERSION
+    pub image: String,
+    /// The store to copy into (created if missing); the image becomes the
+    /// next version of its name there
+    #[arg(long, value_name = "DIR")]
+    pub to_store: PathBuf,
     /// Print JSON
     #[arg(long)]
     pub json: bool,

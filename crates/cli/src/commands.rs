@@ -255,6 +255,30 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+        Cmd::Export(a) => {
+            let mut s = open(&g)?;
+            let img = resolve(&mut s, &a.image)?;
+            let p = CliProgress::new(g.quiet);
+            {
+                let dest = &a.to_store;
+                let r = slipway_store::export_to_store(&s, &img, dest, &p)?;
+                if a.json {
+                    print_json(&json!({"schema": "slipway.export/1", "report": r}));
+                } else {
+                    println!(
+                        "exported {} to {} as {}: copied {} of {} blobs ({}, {} of packs); {} were there already",
+                        r.image,
+                        dest.display(),
+                        r.exported_as,
+                        r.blobs_copied,
+                        r.blobs,
+                        bytes(r.bytes_copied),
+                        bytes(r.pack_bytes_written),
+                        r.blobs_present
+                    );
+                }
+            }
+        }
         Cmd::Man { dir } => man(&dir)?,
     }
     Ok(0)

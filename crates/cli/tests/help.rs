@@ -19,6 +19,7 @@ const COMMANDS: &[&[&str]] = &[
     &["diff"],
     &["delete"],
     &["gc"],
+    &["export"],
 ];
 
 #[test]

@@ -242,3 +242,52 @@ fn gc_beside_a_running_capture_and_running_applies_loses_nothing() {
         assert!(o.status.success(), "{img} differs after gc: {}", String::from_utf8_lossy(&o.stdout));
     }
 }
+
+#[test]
+fn export_to_store_copies_only_missing_chunks_and_the_copy_is_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, a, b) = (t.path().join("src"), t.path().join("a"), t.path().join("b"));
+    fs::create_dir(&src).unwrap();
+    init(&a);
+    sh("head -c 2000000 /dev/urandom > r1; mkdir d; echo x > d/x; ln -s x d/l", &src);
+    capture(&a, &src, "e");
+    sh("head -c 1000000 /dev/urandom > r2", &src);
+    capture(&a, &src, "e");
+    let export = |img: &str| -> serde_json::Value {
+        serde_json::from_str(&ok({
+            let mut c = slipway(&a);
+            c.args(["export", img, "--json", "--to-store"]).arg(&b);
+            c
+        }))
+        .unwrap()
+    };
+    let first = export("e@1");
+    assert_eq!(first["report"]["exported_as"], "e@1");
+    assert_eq!(first["report"]["blobs_present"], 0);
+    let second = export("e@2");
+    assert_eq!(second["report"]["exported_as"], "e@2");
+    let copied = second["report"]["bytes_copied"].as_u64().unwrap();
+    assert!((1_000_000..1_100_000).contains(&copied), "only r2 and new trees are copied: {second}");
+    assert!(second["report"]["blobs_present"].as_u64().unwrap() > 0);
+    // Exporting into the same store is refused.
+    let o = out({
+        let mut c = slipway(&a);
+        c.args(["export", "e", "--to-store"]).arg(&a);
+        c
+    });
+    assert!(!o.status.success());
+    ok({
+        let mut c = slipway(&b);
+        c.arg("verify");
+        c
+    });
+    let dst = t.path().join("dst");
+    ok({
+        let mut c = slipway(&b);
+        c.args(["apply", "e@2"]).arg(&dst);
+        c
+    });
+    if have("bsdtar") {
+        assert_same("mtree", &mtree(&src), &mtree(&dst));
+    }
+}
