@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 
-use crate::atomic::{persist, tmp_name, write_atomic};
+use crate::atomic::{tmp_name, write_atomic};
 use crate::id::BlobId;
 use crate::index::{encode_index, Index, MAX_INDEX_ENTRIES};
 use crate::pack::{build_pack, compress_frame, BlobKind, Frame, PackEntry};
@@ -28,7 +28,9 @@ struct Job {
     blobs: Vec<(BlobId, BlobKind, u32, u32)>,
 }
 
-type Done = anyhow::Result<(BlobId, Vec<PackEntry>, u64)>;
+/// A pack written to `tmp/` (not yet durable): id, entries, size, staging
+/// path, final path.
+type Done = anyhow::Result<(BlobId, Vec<PackEntry>, u64, PathBuf, PathBuf)>;
 
 #[derive(Default)]
 struct Lane {
@@ -50,6 +52,8 @@ pub(crate) struct Packer {
     pub written: HashMap<BlobId, PackEntry>,
     pub pack_bytes: u64,
     pub packs_written: u64,
+    /// Packs written to tmp/ and not yet durable or in place.
+    staged: Vec<(PathBuf, PathBuf)>,
     finishing: bool,
     tmp_dir: PathBuf,
     index_dir: PathBuf,
@@ -92,6 +96,7 @@ impl Packer {
             written: HashMap::new(),
             pack_bytes: 0,
             packs_written: 0,
+            staged: Vec::new(),
             finishing: false,
             tmp_dir: store.tmp_dir(),
             index_dir: store.index_dir(),
@@ -142,7 +147,8 @@ impl Packer {
 
     fn collect(&mut self, r: Done) -> anyhow::Result<()> {
         self.in_flight -= 1;
-        let (pack, entries, size) = r?;
+        let (pack, entries, size, tmp, dest) = r?;
+        self.staged.push((tmp, dest));
         self.pack_bytes += size;
         self.packs_written += 1;
         self.unindexed_packs += 1;
@@ -153,10 +159,30 @@ impl Packer {
         Ok(())
     }
 
+    /// Makes the staged packs durable and moves them into place: one
+    /// `syncfs` for all their data, the renames, one `syncfs` for the new
+    /// directory entries (instead of two fsyncs per pack).
+    fn publish_staged(&mut self) -> anyhow::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let tmp = File::open(&self.tmp_dir).with_context(|| format!("opening {}", self.tmp_dir.display()))?;
+        rustix::fs::syncfs(&tmp).context("flushing new packs to disk")?;
+        for (from, to) in self.staged.drain(..) {
+            let dir = to.parent().expect("pack path has a parent");
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::rename(&from, &to).with_context(|| format!("moving pack into place at {}", to.display()))?;
+        }
+        rustix::fs::syncfs(&tmp).context("flushing the store's directories to disk")?;
+        Ok(())
+    }
+
     fn write_index(&mut self) -> anyhow::Result<()> {
         if self.unindexed.is_empty() {
             return Ok(());
         }
+        // Every pack an index file names is durable before the index is.
+        self.publish_staged()?;
         for part in self.unindexed.chunks(MAX_INDEX_ENTRIES) {
             let bytes = encode_index(part);
             let id = BlobId::of(&bytes);
@@ -209,16 +235,11 @@ fn write_pack(job: Job, level: i32, tmp_dir: &std::path::Path, packs: &std::path
     let hex = id.to_hex();
     let dest = packs.join(&hex[..2]).join(format!("{hex}.pack"));
     let tmp = tmp_dir.join(tmp_name("pack"));
-    let r = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        persist(&tmp, &dest)
-    })();
+    // Durability comes later, for all staged packs at once (publish_staged).
+    let r = File::create(&tmp).and_then(|mut f| f.write_all(&bytes));
     if let Err(e) = r {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("writing pack {}", dest.display()));
     }
-    Ok((id, entries, bytes.len() as u64))
+    Ok((id, entries, bytes.len() as u64, tmp, dest))
 }

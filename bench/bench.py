@@ -1,0 +1,606 @@
+#!/usr/bin/env python3
+"""Helpers for the slipway benchmark harness (bench/run.sh). Standard library only.
+
+Sub-commands (run.sh calls all of them; they are also usable on their own):
+
+  bench.py size PATH...
+      Prints "FILE_BYTES ALLOC_BYTES FILES" for the given files/directories.
+      FILE_BYTES is the sum of the apparent sizes (st_size) of the regular files,
+      each inode counted once (hard links are not counted twice). Directories,
+      symlinks and device nodes count 0. ALLOC_BYTES is the space allocated on disk
+      for the same files (st_blocks * 512). This is the "size" every table reports,
+      NOT `du -sb` (which would also add the 4 KiB of every directory: about 11 MB
+      for casync's ~2,700 chunk directories).
+
+  bench.py compare SRC DST
+      Compares two trees entry by entry (type, permission bits, uid, gid, size,
+      device number, symlink target, mtime in ns, all xattrs including ACLs and
+      capabilities, sha256 of content, number of names per inode inside the tree)
+      and prints one JSON object with the count of differing entries per field.
+      Used once per harness invocation (run 1) to show what each tool restores.
+
+  bench.py report --raw RAW.jsonl --meta META.json --out OUT.json [--json-copy X.json]
+      Reads the raw measurements written by run.sh (one JSON object per line),
+      computes medians over the runs, evaluates the targets of issue 3, prints the
+      table, and writes everything (raw records, medians, targets, machine) to OUT.
+
+  bench.py markdown RESULTS.json OUT.md
+      Renders docs/benchmarks.md from a results JSON.
+
+Units: MB = 10^6 bytes, MiB = 2^20 bytes. Peak RSS comes from GNU time's %M (KiB).
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import stat
+import statistics
+import subprocess
+import sys
+
+TOOLS = ["slipway", "wimlib", "tar+zstd", "casync"]
+PEERS = TOOLS[1:]
+
+# "far below casync's": we read it as "at most this fraction of casync's new bytes".
+FAR_BELOW_CASYNC = 0.5
+# "store size at most 0.9 x wimlib's LZX WIM"
+WIM_SIZE_FRACTION = 0.9
+
+
+# --------------------------------------------------------------------------- size
+
+def tree_size(paths):
+    seen = set()
+    fbytes = abytes = files = 0
+    for top in paths:
+        if not os.path.lexists(top):
+            continue
+        st = os.lstat(top)
+        entries = []
+        if stat.S_ISDIR(st.st_mode):
+            for dirpath, dirnames, filenames in os.walk(top):
+                for n in filenames:
+                    entries.append(os.path.join(dirpath, n))
+        else:
+            entries.append(top)
+        for p in entries:
+            st = os.lstat(p)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            fbytes += st.st_size
+            abytes += st.st_blocks * 512
+            files += 1
+    return fbytes, abytes, files
+
+
+def cmd_size(args):
+    f, a, n = tree_size(args.paths)
+    print(f, a, n)
+
+
+# ------------------------------------------------------------------------ compare
+
+def manifest(root):
+    """path -> dict of attributes, for every entry below root (root itself is '/')."""
+    out = {}
+    inode_names = {}
+    root = os.path.abspath(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        names = [(dirpath, None)] if dirpath == root else []
+        names += [(os.path.join(dirpath, n), n) for n in dirnames + sorted(filenames)]
+        for p, _ in names:
+            rel = "/" if p == root else "/" + os.path.relpath(p, root)
+            st = os.lstat(p)
+            fmt = stat.S_IFMT(st.st_mode)
+            e = {
+                "type": fmt,
+                "mode": stat.S_IMODE(st.st_mode),
+                "uid": st.st_uid,
+                "gid": st.st_gid,
+                "size": st.st_size if stat.S_ISREG(st.st_mode) else 0,
+                "rdev": st.st_rdev if (stat.S_ISCHR(fmt) or stat.S_ISBLK(fmt)) else 0,
+                "target": os.readlink(p) if stat.S_ISLNK(fmt) else None,
+                "mtime_ns": st.st_mtime_ns,
+            }
+            try:
+                names_x = sorted(os.listxattr(p, follow_symlinks=False))
+                e["xattrs"] = tuple((n, os.getxattr(p, n, follow_symlinks=False)) for n in names_x)
+            except OSError:
+                e["xattrs"] = ("<unreadable>",)
+            if stat.S_ISREG(fmt):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    for blk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(blk)
+                e["sha256"] = h.hexdigest()
+                inode_names.setdefault((st.st_dev, st.st_ino), []).append(rel)
+            else:
+                e["sha256"] = None
+            out[rel] = e
+    for names in inode_names.values():
+        for n in names:
+            out[n]["names_per_inode"] = len(names)
+    for e in out.values():
+        e.setdefault("names_per_inode", 1)
+    return out
+
+
+def cmd_compare(args):
+    a = manifest(args.src)
+    b = manifest(args.dst)
+    fields = ["type", "mode", "uid", "gid", "size", "rdev", "target", "sha256", "xattrs",
+              "names_per_inode"]
+    res = {"entries": len(a), "missing": 0, "extra": 0}
+    for f in fields + ["mtime_ns"]:
+        res[f] = 0
+    res["mtime_sub_us_only"] = 0  # mtime differs by less than 1 microsecond (e.g. WIM's 100 ns)
+    examples = {}
+    for path, ea in a.items():
+        eb = b.get(path)
+        if eb is None:
+            res["missing"] += 1
+            examples.setdefault("missing", path)
+            continue
+        for f in fields:
+            if ea[f] != eb[f]:
+                res[f] += 1
+                examples.setdefault(f, path)
+        if ea["mtime_ns"] != eb["mtime_ns"]:
+            if abs(ea["mtime_ns"] - eb["mtime_ns"]) < 1000:
+                res["mtime_sub_us_only"] += 1
+            else:
+                res["mtime_ns"] += 1
+                examples.setdefault("mtime_ns", path)
+    res["extra"] = sum(1 for p in b if p not in a)
+    res["identical"] = all(v == 0 for k, v in res.items() if k != "entries")
+    res["examples"] = examples
+    print(json.dumps(res, sort_keys=True))
+
+
+# ------------------------------------------------------------------------- report
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def run_cmd(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return (p.stdout + p.stderr).strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unavailable ({e.__class__.__name__})"
+
+
+def machine_info(meta):
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    first = lambda s: s.splitlines()[0] if s else s
+    versions = {
+        "slipway": first(run_cmd([meta["slipway_bin"], "--version"])),
+        "wimlib-imagex": first(run_cmd(["wimlib-imagex", "--version"])),
+        "tar": first(run_cmd(["tar", "--version"])),
+        "zstd": first(run_cmd(["zstd", "--version"])),
+        "casync": first(run_cmd(["casync", "--version"])),
+        "debootstrap": run_cmd(["dpkg-query", "-W", "-f=${Version}", "debootstrap"]),
+        "GNU time": run_cmd(["dpkg-query", "-W", "-f=${Version}", "time"]),
+        "rustc": first(run_cmd(["rustc", "--version"])),
+    }
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total_bytes": mem_kib * 1024,
+        "kernel": platform.release(),
+        "os": first(run_cmd(["sh", "-c", ". /etc/os-release && echo \"$PRETTY_NAME\""])),
+        "versions": versions,
+    }
+
+
+def load_raw(path):
+    recs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                recs.append(json.loads(line))
+    return recs
+
+
+def compute(recs, meta):
+    runs = sorted({r["run"] for r in recs if "run" in r})
+    times = [r for r in recs if r["kind"] == "time"]
+    sizes = [r for r in recs if r["kind"] == "size"]
+    values = [r for r in recs if r["kind"] == "value"]
+
+    def tmed(tool, step, field):
+        return median([r[field] for r in times if r["tool"] == tool and r["step"] == step])
+
+    def smed(tool, key, field="bytes"):
+        return median([r[field] for r in sizes if r["tool"] == tool and r["key"] == key])
+
+    def vmed(tool, key):
+        return median([r["value"] for r in values if r["tool"] == tool and r["key"] == key])
+
+    root_bytes = meta["roots"]["v1"]["file_bytes"]
+    med = {}
+    for tool in TOOLS:
+        m = {}
+        for step in ("capture_v1", "apply_v1", "capture_v2"):
+            m[step + "_s"] = tmed(tool, step, "wall_s")
+            u, s = tmed(tool, step, "user_s"), tmed(tool, step, "sys_s")
+            cpu = median([r["user_s"] + r["sys_s"] for r in times
+                          if r["tool"] == tool and r["step"] == step])
+            m[step + "_cpu_s"] = cpu
+            rss = tmed(tool, step, "rss_kib")
+            m[step + "_rss_mib"] = rss / 1024 if rss is not None else None
+        m["size_v1_bytes"] = smed(tool, "v1")
+        m["size_v1_alloc_bytes"] = smed(tool, "v1", "alloc_bytes")
+        m["v2_new_bytes"] = smed(tool, "v2_new")
+        m["capture_v1_MBps"] = (root_bytes / 1e6 / m["capture_v1_s"]) if m["capture_v1_s"] else None
+        m["apply_v1_MBps"] = (root_bytes / 1e6 / m["apply_v1_s"]) if m["apply_v1_s"] else None
+        if tool == "slipway":
+            m["v2_new_bytes_reported"] = vmed(tool, "images_new_bytes_v2")
+            m["v1_stored_bytes_reported"] = vmed(tool, "images_stored_bytes_v1")
+        med[tool] = m
+
+    ratios = {}
+    sw = med["slipway"]
+    for peer in PEERS:
+        r = {}
+        for k in ("size_v1_bytes", "capture_v1_s", "apply_v1_s", "capture_v2_s", "v2_new_bytes",
+                  "capture_v1_rss_mib", "apply_v1_rss_mib"):
+            a, b = med[peer].get(k), sw.get(k)
+            r[k] = (a / b) if (a is not None and b) else None
+        ratios[peer] = r
+
+    def target(name, ok, detail):
+        return {"target": name, "pass": bool(ok), "detail": detail}
+
+    tz, wim, cas = med["tar+zstd"], med["wimlib"], med["casync"]
+    t = []
+    ok1 = sw["capture_v1_MBps"] >= tz["capture_v1_MBps"] and sw["size_v1_bytes"] <= tz["size_v1_bytes"]
+    t.append(target(
+        "capture throughput >= tar|zstd -3 -T0, with store <= .tar.zst", ok1,
+        f"slipway {sw['capture_v1_MBps']:.0f} MB/s vs tar|zstd {tz['capture_v1_MBps']:.0f} MB/s "
+        f"({sw['capture_v1_s']:.2f} s vs {tz['capture_v1_s']:.2f} s); "
+        f"store {sw['size_v1_bytes']/1e6:.2f} MB vs .tar.zst {tz['size_v1_bytes']/1e6:.2f} MB"))
+    ok2 = sw["apply_v1_s"] <= tz["apply_v1_s"]
+    t.append(target(
+        "apply time <= .tar.zst extraction", ok2,
+        f"slipway {sw['apply_v1_s']:.2f} s vs tar extract {tz['apply_v1_s']:.2f} s "
+        f"(x{sw['apply_v1_s']/tz['apply_v1_s']:.2f})"))
+    lim = WIM_SIZE_FRACTION * wim["size_v1_bytes"]
+    ok3 = sw["size_v1_bytes"] <= lim
+    t.append(target(
+        f"store size <= {WIM_SIZE_FRACTION} x wimlib LZX WIM", ok3,
+        f"slipway {sw['size_v1_bytes']/1e6:.2f} MB vs limit {lim/1e6:.2f} MB "
+        f"(WIM {wim['size_v1_bytes']/1e6:.2f} MB; slipway/WIM = {sw['size_v1_bytes']/wim['size_v1_bytes']:.3f})"))
+    ok4a = sw["v2_new_bytes"] <= wim["v2_new_bytes"]
+    ok4b = sw["v2_new_bytes"] <= FAR_BELOW_CASYNC * cas["v2_new_bytes"]
+    t.append(target(
+        f"v2 new bytes <= wimlib delta WIM and <= {FAR_BELOW_CASYNC} x casync's", ok4a and ok4b,
+        f"slipway {sw['v2_new_bytes']/1e6:.2f} MB (store growth; slipway's own new_bytes "
+        f"{(sw.get('v2_new_bytes_reported') or 0)/1e6:.2f} MB) vs wimlib delta "
+        f"{wim['v2_new_bytes']/1e6:.2f} MB [{'ok' if ok4a else 'MISSED'}], casync "
+        f"{cas['v2_new_bytes']/1e6:.2f} MB (limit {FAR_BELOW_CASYNC*cas['v2_new_bytes']/1e6:.2f} MB) "
+        f"[{'ok' if ok4b else 'MISSED'}]"))
+    t.append({"target": "peak memory < 1 GiB capturing a 2 GB tree", "pass": None,
+              "detail": "not measured by this harness (its trees are ~0.2 GB); "
+                        f"slipway capture peak RSS here: {sw['capture_v1_rss_mib']:.1f} MiB"})
+    return runs, med, ratios, t
+
+
+def fmt(x, spec):
+    return "n/a" if x is None else format(x, spec)
+
+
+def table_rows(med, ratios):
+    """Rows for the main table (list of lists of strings)."""
+    head = ["tool", "size MB", "capture s", "capture MB/s", "apply s",
+            "peak RSS capture / apply MiB", "v2 capture s", "v2 new MB",
+            "size x", "capture x", "apply x", "v2 new x"]
+    rows = []
+    for tool in TOOLS:
+        m = med[tool]
+        r = ratios.get(tool, {})
+        ratio = lambda k: "1" if tool == "slipway" else fmt(r.get(k), ".2f")
+        v2 = fmt((m["v2_new_bytes"] or 0) / 1e6, ".2f")
+        if tool == "tar+zstd":
+            v2 += " (full archive)"
+        rows.append([
+            tool,
+            fmt(m["size_v1_bytes"] / 1e6, ".2f"),
+            fmt(m["capture_v1_s"], ".2f"),
+            fmt(m["capture_v1_MBps"], ".0f"),
+            fmt(m["apply_v1_s"], ".2f"),
+            f"{fmt(m['capture_v1_rss_mib'], '.1f')} / {fmt(m['apply_v1_rss_mib'], '.1f')}",
+            fmt(m["capture_v2_s"], ".2f"),
+            v2,
+            ratio("size_v1_bytes"), ratio("capture_v1_s"), ratio("apply_v1_s"),
+            ratio("v2_new_bytes"),
+        ])
+    return head, rows
+
+
+def text_table(head, rows):
+    w = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(cells))
+    return "\n".join([line(head), line(["-" * x for x in w])] + [line(r) for r in rows])
+
+
+def md_cell(s):
+    return str(s).replace("|", "\\|")
+
+
+def md_table(head, rows):
+    out = ["| " + " | ".join(map(md_cell, head)) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    out += ["| " + " | ".join(map(md_cell, r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def cmd_report(args):
+    with open(args.meta) as f:
+        meta = json.load(f)
+    recs = load_raw(args.raw)
+    runs, med, ratios, targets = compute(recs, meta)
+    fidelity = {r["tool"]: r["result"] for r in recs if r["kind"] == "fidelity"}
+    loads = [r for r in recs if r["kind"] == "load"]
+    result = {
+        "schema": "slipway.bench/1",
+        "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mode": meta.get("mode"),
+        "runs": len(runs),
+        "machine": machine_info(meta),
+        "meta": meta,
+        "medians": med,
+        "ratios_peer_over_slipway": ratios,
+        "targets": targets,
+        "fidelity_run1": fidelity,
+        "load": loads,
+        "raw": [r for r in recs if r["kind"] in ("time", "size", "value")],
+    }
+    text = json.dumps(result, indent=1, sort_keys=True) + "\n"
+    for p in [args.out] + (args.json_copy or []):
+        with open(p, "w") as f:
+            f.write(text)
+    print_summary(result)
+
+
+def print_summary(res):
+    head, rows = table_rows(res["medians"], res["ratios_peer_over_slipway"])
+    m = res["meta"]
+    print()
+    print(f"slipway benchmark: medians of {res['runs']} run(s), mode {res['mode']}; "
+          f"v1 root {m['roots']['v1']['file_bytes']/1e6:.1f} MB in {m['roots']['v1']['files']} files, "
+          f"v2 root {m['roots']['v2']['file_bytes']/1e6:.1f} MB in {m['roots']['v2']['files']} files")
+    print("(sizes: sum of regular-file bytes; 'x' columns: peer / slipway)")
+    print(text_table(head, rows))
+    sw = res["medians"]["slipway"]
+    print(f"slipway v2: store growth {sw['v2_new_bytes']/1e6:.2f} MB, "
+          f"images --json new_bytes {(sw.get('v2_new_bytes_reported') or 0)/1e6:.2f} MB")
+    print()
+    print("targets (issue 3):")
+    for t in res["targets"]:
+        verdict = {True: "PASS", False: "FAIL", None: "N/A "}[t["pass"]]
+        print(f"  {verdict}  {t['target']}: {t['detail']}")
+    print()
+    print("fidelity of apply/extract (run 1, v1; counts of differing entries):")
+    for tool in TOOLS:
+        if tool in res["fidelity_run1"]:
+            print(f"  {tool:9} {fidelity_summary(res['fidelity_run1'][tool])}")
+    print()
+    for l in res["load"]:
+        print(f"load ({l['when']}): {l['uptime']}")
+
+
+FIDELITY_LABELS = {
+    "missing": "missing", "extra": "extra", "type": "wrong type", "mode": "wrong mode",
+    "uid": "wrong uid", "gid": "wrong gid", "size": "wrong size", "rdev": "wrong device number",
+    "target": "wrong symlink target", "sha256": "wrong content", "xattrs": "wrong xattrs",
+    "names_per_inode": "names no longer hard-linked",
+    "mtime_ns": "wrong mtime", "mtime_sub_us_only": "mtime off by < 1 us",
+}
+
+
+def fidelity_summary(f):
+    if f.get("identical"):
+        return (f"all {f['entries']} entries identical (type, mode, owner, size, content, xattrs, "
+                "hard links, mtime to the ns)")
+    parts = [f"{v} {FIDELITY_LABELS.get(k, k)}" for k, v in sorted(f.items())
+             if k not in ("entries", "identical", "examples") and v]
+    return f"of {f['entries']} entries: " + ", ".join(parts) + "; all else identical"
+
+
+# ----------------------------------------------------------------------- markdown
+
+def cmd_markdown(args):
+    with open(args.results) as f:
+        res = json.load(f)
+    mach, meta, med = res["machine"], res["meta"], res["medians"]
+    head, rows = table_rows(med, res["ratios_peer_over_slipway"])
+    v1, v2 = meta["roots"]["v1"], meta["roots"]["v2"]
+    L = []
+    a = L.append
+    a("# Benchmarks: slipway against wimlib, tar + zstd and casync")
+    a("")
+    a("<!-- Generated by bench/bench.py markdown from bench/results/latest.json. "
+      "Do not edit by hand: rerun bench/run.sh. -->")
+    a("")
+    a("## How to rerun")
+    a("")
+    a("```sh")
+    a("sudo bench/run.sh            # 3 runs (default); --runs N for more; --quick for a 1-run smoke test")
+    a("```")
+    a("")
+    a("It needs root (for the loop-mounted scratch filesystem, debootstrap, and to keep owners on "
+      "apply). It installs missing tools with `scripts/install-deps.sh`, builds slipway with "
+      "`cargo build --release`, builds and caches the two Debian roots, runs every tool, prints the "
+      "table and the targets, writes `bench/results/latest.json` (plus a timestamped copy) and "
+      "regenerates this page. A full run takes a few minutes once the roots are cached.")
+    a("")
+    a(f"## Latest results ({res['generated_utc']}, medians of {res['runs']} "
+      f"run{'s' if res['runs'] != 1 else ''}, slipway at commit {meta.get('git_rev')}"
+      f"{' plus uncommitted changes' if meta.get('git_dirty') else ''})")
+    a("")
+    a(f"Trees: **v1** = `debootstrap --variant=minbase bookworm`, {v1['file_bytes']/1e6:.1f} MB in "
+      f"{v1['files']:,} regular files; **v2** = an independent `debootstrap --variant=minbase "
+      f"--include=less,nano,curl,ca-certificates bookworm`, {v2['file_bytes']/1e6:.1f} MB in "
+      f"{v2['files']:,} files. Cached `.deb`s are removed from both.")
+    a("")
+    a(md_table(head, rows))
+    a("")
+    sw = med["slipway"]
+    a(f"slipway's own figure for v2 (`images --json`, `new_bytes` of the second version): "
+      f"{(sw.get('v2_new_bytes_reported') or 0)/1e6:.2f} MB; the table shows the store's growth in "
+      f"file bytes ({sw['v2_new_bytes']/1e6:.2f} MB), which also counts the record and index files.")
+    a("")
+    a("### Targets (issue 3)")
+    a("")
+    a("| target | result | figures |")
+    a("|---|---|---|")
+    for t in res["targets"]:
+        verdict = {True: "PASS", False: "**FAIL**", None: "not measured"}[t["pass"]]
+        a(f"| {md_cell(t['target'])} | {verdict} | {md_cell(t['detail'])} |")
+    a("")
+    a("### CPU time (user + sys, medians)")
+    a("")
+    a("| tool | capture v1 CPU s | apply v1 CPU s | capture v2 CPU s | size on disk (allocated) MB |")
+    a("|---|---:|---:|---:|---:|")
+    for tool in TOOLS:
+        m = med[tool]
+        a(f"| {tool} | {fmt(m['capture_v1_cpu_s'], '.2f')} | {fmt(m['apply_v1_cpu_s'], '.2f')} | "
+          f"{fmt(m['capture_v2_cpu_s'], '.2f')} | {fmt((m['size_v1_alloc_bytes'] or 0)/1e6, '.2f')} |")
+    a("")
+    a("### Spread over the runs (wall seconds, min - max)")
+    a("")
+    a("| tool | capture v1 | apply v1 | capture v2 |")
+    a("|---|---:|---:|---:|")
+    for tool in TOOLS:
+        cells = []
+        for step in ("capture_v1", "apply_v1", "capture_v2"):
+            w = [r["wall_s"] for r in res["raw"]
+                 if r["kind"] == "time" and r["tool"] == tool and r["step"] == step]
+            cells.append(f"{min(w):.2f} - {max(w):.2f}" if w else "n/a")
+        a(f"| {tool} | " + " | ".join(cells) + " |")
+    a("")
+    a("### What each tool restored (run 1, v1, compared with the source tree)")
+    a("")
+    a("| tool | result |")
+    a("|---|---|")
+    for tool in TOOLS:
+        if tool in res["fidelity_run1"]:
+            a(f"| {tool} | {md_cell(fidelity_summary(res['fidelity_run1'][tool]))} |")
+    a("")
+    a("## What the figures mean")
+    a("")
+    a("- **size MB**: bytes of the output after capturing v1, as the sum of the apparent sizes of its "
+      "regular files (MB = 10^6 bytes; not `du -sb`, which would add 4 KiB per directory). "
+      "slipway: the whole store directory (packs, index, records, refs). wimlib: the `.wim` file. "
+      "tar+zstd: the `.tar.zst`. casync: the chunk store plus the `.caidx`.")
+    a("- **capture s / apply s**: wall-clock seconds from `/usr/bin/time -f`. *capture MB/s* is v1's "
+      f"regular-file bytes ({v1['file_bytes']/1e6:.1f} MB) divided by the capture time.")
+    a("- **peak RSS**: GNU time's `%M`, the maximum resident set size in MiB. For the tar+zstd "
+      "pipelines, which run as `bash -c 'tar ... | zstd ...'`, the figure is the largest of any single "
+      "process in the pipeline (the kernel keeps the maximum over the waited-for descendants), not "
+      "their sum.")
+    a("- **v2 new MB**: what storing the second version costs on top of v1. slipway: growth of the "
+      "store directory after `capture v2 --name` the same name (a second version). wimlib: size of "
+      "the delta WIM from `wimlib-imagex capture V2 delta.wim --delta-from v1.wim`. casync: growth of "
+      "the chunk store plus the new `.caidx`. tar+zstd has no dedup: the full v2 archive.")
+    a("- **x columns**: peer / slipway for the same median; above 1 means slipway is smaller or faster.")
+    a("")
+    a("## Method")
+    a("")
+    a("- **Commands**, with `$O` on the scratch filesystem:")
+    a("  - slipway: `slipway --store $O/slipway-store store init`; `slipway --store $O/slipway-store -q capture V1 "
+      "--name bench`; `slipway --store $O/slipway-store -q apply bench@1 $O/apply`; `slipway --store $O/slipway-store "
+      "-q capture V2 --name bench` (becomes `bench@2`).")
+    a("  - wimlib: `wimlib-imagex capture V1 $O/v1.wim bench --unix-data` (default LZX, default "
+      "threads); `wimlib-imagex apply $O/v1.wim 1 $O/apply --unix-data`; `wimlib-imagex capture V2 "
+      "$O/delta.wim bench2 --unix-data --delta-from $O/v1.wim`.")
+    a("  - tar+zstd: `tar --numeric-owner --xattrs --xattrs-include='*' --acls -C V1 -cf - . | zstd -3 "
+      "-T0 -q -c > $O/v1.tar.zst`; `zstd -dc $O/v1.tar.zst | tar --numeric-owner --xattrs "
+      "--xattrs-include='*' --acls -xpf - -C $O/apply` (into a freshly made empty directory).")
+    a("  - casync: `casync make --store=$O/castr $O/v1.caidx V1/`; `casync extract --store=$O/castr "
+      "$O/v1.caidx $O/apply/`; `casync make --store=$O/castr $O/v2.caidx V2/`.")
+    a("- **One scratch filesystem for every output of every tool**: a default (journaled) ext4 made "
+      "with `mkfs.ext4 -q` in a 20 GiB sparse file under `target/bench-cache/`, loop-mounted at "
+      "`target/bench-cache/mnt`, made fresh for each harness invocation and unmounted at the end. The "
+      "source trees stay where they are. This host's `/` is ext4 without a journal, where creating "
+      "files right after deleting many is pathologically slow (see research/baseline.md §0); the "
+      "journaled scratch fs avoids that. Every apply/extract target does not exist before the step "
+      "(tar's is created empty just before, since tar needs it); the previous one is deleted first.")
+    a("- **Warm cache**: nothing is dropped from the page cache. Both source trees are read once "
+      "before the first run, so every tool reads them from RAM, and apply reads an output that was "
+      "just written. `sync` runs before every timed step, so no step pays for an earlier step's "
+      "write-back. Timings do not include a final `sync`: data a tool leaves dirty is not counted; "
+      "slipway fsyncs its packs and records (crash safety) and pays for that inside its capture "
+      "times; the peers do not fsync (checked with strace for wimlib).")
+    a(f"- **Medians of {res['runs']} run{'s' if res['runs'] != 1 else ''}**, all tools on the same trees in one invocation. The order "
+      "of the tools rotates from run to run. Every raw figure (wall, user, sys, RSS, the 1-minute "
+      "load average at the start of each step) is in `bench/results/latest.json`.")
+    a("- **Fidelity** (run 1 only, not timed): `bench/bench.py compare` walks the source and the "
+      "applied tree and counts entries whose type, mode, owner, size, device number, symlink target, "
+      "content (sha256), xattrs (ACLs and capabilities included), names per inode (hard links) or "
+      "mtime differ. mtime differences under 1 µs (WIM keeps 100 ns) are counted separately.")
+    a("")
+    a("## Machine")
+    a("")
+    a(f"- {mach['os']}, kernel {mach['kernel']}, {mach['nproc']} CPUs ({mach['cpu']}), "
+      f"{mach['mem_total_bytes']/2**30:.1f} GiB RAM")
+    for l in res["load"]:
+        a(f"- load average ({l['when']}): `{l['uptime']}`")
+    a("  (the harness's own tools count in these figures: about 1 to 1.5 on an otherwise idle "
+      "machine)")
+    a("- versions:")
+    for k, v in mach["versions"].items():
+        a(f"  - {k}: `{v}`")
+    a("")
+    with open(args.out, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("size")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(fn=cmd_size)
+    p = sub.add_parser("compare")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(fn=cmd_compare)
+    p = sub.add_parser("report")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--json-copy", action="append")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("markdown")
+    p.add_argument("results")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_markdown)
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

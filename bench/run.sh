@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# slipway benchmark harness: slipway against wimlib (WIM, LZX), tar | zstd -3 and casync,
+# on the same two Debian roots, in one run. One command:
+#
+#   sudo bench/run.sh [--runs N] [--quick]
+#
+#   --runs N   timed runs per tool (default 3); the report shows medians
+#   --quick    smoke test: 1 run, every step still runs; results go to
+#              target/bench-cache/quick.json and target/bench-cache/benchmarks-quick.md
+#              instead of bench/results/ and docs/benchmarks.md
+#
+# What it does, in order:
+#   1. Installs missing tools (scripts/install-deps.sh) and builds slipway
+#      (cargo build --release).
+#   2. Builds and caches two roots with scripts/minbase-root.sh (debootstrap):
+#        v1 = minbase bookworm (reuses target/cache/minbase-bookworm when complete,
+#             else target/bench-cache/roots/minbase-bookworm)
+#        v2 = an independent minbase bookworm run with --include=less,nano,curl,ca-certificates
+#             (target/bench-cache/roots/minbase-bookworm-less-nano-curl-ca)
+#   3. Makes a fresh journaled ext4 filesystem in a 20 GiB sparse file
+#      (target/bench-cache/scratch-ext4.img), loop-mounts it at target/bench-cache/mnt and
+#      puts EVERY output of EVERY tool there (stores, WIMs, archives, apply targets). The
+#      source trees stay where they are. Unmounted and deleted on exit (trap).
+#   4. Reads both roots once (warm page cache; nothing is ever dropped), then for each run
+#      and each tool (the order rotates per run): capture v1, apply v1 into a directory that
+#      does not exist yet, capture v2 as a second version / delta. Each step runs under
+#      `/usr/bin/time -f '%e %M %U %S'` (wall s, max RSS KiB, user s, sys s) after a `sync`.
+#      Sizes are sums of regular-file bytes (bench/bench.py size), not `du -sb`.
+#      In run 1 the applied tree is compared with the source (bench/bench.py compare) and
+#      `slipway verify` checks the store; neither is timed.
+#   5. bench/bench.py report: medians, the table, ratios peer/slipway, the targets of
+#      issue 3 with PASS/FAIL, JSON (bench/results/latest.json and <UTC time>.json);
+#      bench/bench.py markdown: docs/benchmarks.md.
+#
+# Needs root: loop mount, debootstrap, and applying images with their owners.
+# Exit status: 0 done (whatever the targets say), 1 a step failed, 2 usage / not root.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+RUNS=3
+MODE=full
+ARGS="$*"
+
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) [ $# -ge 2 ] || { usage >&2; exit 2; }; RUNS=$2; shift 2 ;;
+    --runs=*) RUNS=${1#--runs=}; shift ;;
+    --quick) MODE=quick; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[ "$MODE" = quick ] && RUNS=1
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: --runs needs a positive integer" >&2; exit 2; }
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bench/run.sh: needs root (loop-mounted scratch filesystem, debootstrap, owners on apply); run: sudo $0 $ARGS" >&2
+  exit 2
+fi
+
+CACHE=$REPO/target/bench-cache
+MNT=$CACHE/mnt
+IMG=$CACHE/scratch-ext4.img
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+LOGDIR=$CACHE/logs/$STAMP
+RAW=$LOGDIR/raw.jsonl
+META=$LOGDIR/meta.json
+TIMEF=$LOGDIR/time.out
+mkdir -p "$CACHE/roots" "$LOGDIR"
+: >"$RAW"
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- 1. tools and build
+"$REPO/scripts/install-deps.sh"
+for d in "$HOME/.cargo/bin" /root/.cargo/bin; do
+  [ -d "$d" ] && PATH=$PATH:$d
+done
+command -v cargo >/dev/null || { say "cargo not found"; exit 1; }
+say "building slipway (cargo build --release)"
+(cd "$REPO" && cargo build --release)
+SLIPWAY=$REPO/target/release/slipway
+
+# ---------------------------------------------------------------- 2. roots
+if [ -f "$REPO/target/cache/minbase-bookworm.complete" ]; then
+  V1=$REPO/target/cache/minbase-bookworm
+else
+  V1=$("$REPO/scripts/minbase-root.sh" "$CACHE/roots/minbase-bookworm")
+fi
+V2=$("$REPO/scripts/minbase-root.sh" "$CACHE/roots/minbase-bookworm-less-nano-curl-ca" \
+  less,nano,curl,ca-certificates)
+V1=$(cd "$V1" && pwd)
+V2=$(cd "$V2" && pwd)
+say "v1 root: $V1"
+say "v2 root: $V2"
+
+# ---------------------------------------------------------------- 3. scratch filesystem
+cleanup() {
+  cd /
+  if mountpoint -q "$MNT" 2>/dev/null; then
+    umount "$MNT" || { sleep 2; umount "$MNT"; } || say "could not unmount $MNT"
+  fi
+  rm -f "$IMG"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if mountpoint -q "$MNT" 2>/dev/null; then umount "$MNT"; fi # left by a killed run
+rm -f "$IMG"
+truncate -s 20G "$IMG"
+mkfs.ext4 -q -F "$IMG"
+mkdir -p "$MNT"
+mount -o loop "$IMG" "$MNT"
+dumpe2fs -h "$IMG" 2>/dev/null | grep -q has_journal || { say "scratch ext4 has no journal?"; exit 1; }
+O=$MNT
+say "scratch filesystem: journaled ext4, $IMG on $MNT"
+
+# ---------------------------------------------------------------- helpers
+RUN=0
+json_load() { # json_load WHEN
+  printf '{"kind":"load","when":"%s","uptime":"%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >>"$RAW"
+}
+
+# timed TOOL STEP CMD... : sync, then run CMD under GNU time; appends one record to $RAW.
+timed() {
+  local tool=$1 step=$2; shift 2
+  local log="$LOGDIR/r$RUN-$tool-$step.log" load1 wall rss usr sys
+  sync
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  if ! /usr/bin/time -f '%e %M %U %S' -o "$TIMEF" "$@" >"$log" 2>&1; then
+    say "$tool $step failed (run $RUN); last lines of $log:"
+    tail -n 5 "$log" >&2
+    exit 1
+  fi
+  read -r wall rss usr sys < <(tail -n 1 "$TIMEF")
+  printf '{"kind":"time","run":%d,"tool":"%s","step":"%s","wall_s":%s,"rss_kib":%s,"user_s":%s,"sys_s":%s,"load1":%s}\n' \
+    "$RUN" "$tool" "$step" "$wall" "$rss" "$usr" "$sys" "$load1" >>"$RAW"
+  printf 'bench: run %d  %-9s %-11s %7.2f s  %8.1f MiB  (load %s)\n' \
+    "$RUN" "$tool" "$step" "$wall" "$(awk -v k="$rss" 'BEGIN{print k/1024}')" "$load1" >&2
+}
+
+# measure PATH... -> "FILE_BYTES ALLOC_BYTES FILES" (regular files, each inode once)
+measure() { python3 "$HERE/bench.py" size "$@"; }
+
+size_rec() { # size_rec TOOL KEY BYTES ALLOC_BYTES
+  printf '{"kind":"size","run":%d,"tool":"%s","key":"%s","bytes":%s,"alloc_bytes":%s}\n' \
+    "$RUN" "$1" "$2" "$3" "$4" >>"$RAW"
+}
+value_rec() { # value_rec TOOL KEY VALUE
+  printf '{"kind":"value","run":%d,"tool":"%s","key":"%s","value":%s}\n' "$RUN" "$1" "$2" "$3" >>"$RAW"
+}
+fidelity() { # fidelity TOOL SRC DST (run 1 only, untimed)
+  [ "$RUN" -eq 1 ] || return 0
+  local r
+  r=$(python3 "$HERE/bench.py" compare "$2" "$3")
+  printf '{"kind":"fidelity","tool":"%s","result":%s}\n' "$1" "$r" >>"$RAW"
+}
+
+T=$O/apply # every apply/extract target; never exists before the step
+
+bench_slipway() {
+  local S=$O/slipway-store f a n f2 a2 n2
+  rm -rf "$S" "$T"
+  "$SLIPWAY" --store "$S" -q store init >/dev/null
+  timed slipway capture_v1 "$SLIPWAY" --store "$S" -q capture "$V1" --name bench
+  read -r f a n < <(measure "$S")
+  size_rec slipway v1 "$f" "$a"
+  timed slipway apply_v1 "$SLIPWAY" --store "$S" -q apply bench@1 "$T"
+  fidelity slipway "$V1" "$T"
+  rm -rf "$T"
+  timed slipway capture_v2 "$SLIPWAY" --store "$S" -q capture "$V2" --name bench
+  read -r f2 a2 n2 < <(measure "$S")
+  size_rec slipway v2_new $((f2 - f)) $((a2 - a))
+  "$SLIPWAY" --store "$S" images --json >"$LOGDIR/r$RUN-slipway-images.json"
+  value_rec slipway images_new_bytes_v2 "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([i for i in d["images"] if i["version"]==2][0]["new_bytes"])' "$LOGDIR/r$RUN-slipway-images.json")"
+  value_rec slipway images_stored_bytes_v1 "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([i for i in d["images"] if i["version"]==1][0]["stored_bytes"])' "$LOGDIR/r$RUN-slipway-images.json")"
+  if [ "$RUN" -eq 1 ]; then
+    "$SLIPWAY" --store "$S" -q verify >"$LOGDIR/r1-slipway-verify.log" 2>&1 ||
+      { say "slipway verify failed; see $LOGDIR/r1-slipway-verify.log"; exit 1; }
+  fi
+  rm -rf "$S"
+}
+
+bench_wimlib() {
+  local W1=$O/v1.wim WD=$O/delta.wim f a n
+  rm -rf "$W1" "$WD" "$T"
+  timed wimlib capture_v1 wimlib-imagex capture "$V1" "$W1" bench --unix-data
+  read -r f a n < <(measure "$W1")
+  size_rec wimlib v1 "$f" "$a"
+  timed wimlib apply_v1 wimlib-imagex apply "$W1" 1 "$T" --unix-data
+  fidelity wimlib "$V1" "$T"
+  rm -rf "$T"
+  timed wimlib capture_v2 wimlib-imagex capture "$V2" "$WD" bench2 --unix-data --delta-from "$W1"
+  read -r f a n < <(measure "$WD")
+  size_rec wimlib v2_new "$f" "$a"
+  rm -f "$W1" "$WD"
+}
+
+TAR_C='set -o pipefail; tar --numeric-owner --xattrs --xattrs-include="*" --acls -C "$1" -cf - . | zstd -3 -T0 -q -c > "$2"'
+TAR_X='set -o pipefail; zstd -dc "$1" | tar --numeric-owner --xattrs --xattrs-include="*" --acls -xpf - -C "$2"'
+bench_tar() {
+  local Z1=$O/v1.tar.zst Z2=$O/v2.tar.zst f a n
+  rm -rf "$Z1" "$Z2" "$T"
+  timed tar+zstd capture_v1 bash -c "$TAR_C" _ "$V1" "$Z1"
+  read -r f a n < <(measure "$Z1")
+  size_rec tar+zstd v1 "$f" "$a"
+  mkdir "$T" # tar needs an existing (empty) directory
+  timed tar+zstd apply_v1 bash -c "$TAR_X" _ "$Z1" "$T"
+  fidelity tar+zstd "$V1" "$T"
+  rm -rf "$T"
+  timed tar+zstd capture_v2 bash -c "$TAR_C" _ "$V2" "$Z2"
+  read -r f a n < <(measure "$Z2")
+  size_rec tar+zstd v2_new "$f" "$a" # no dedup: the whole v2 archive
+  rm -f "$Z1" "$Z2"
+}
+
+bench_casync() {
+  local CS=$O/castr I1=$O/v1.caidx I2=$O/v2.caidx f a n f1 a1 f2 a2 fi ai
+  rm -rf "$CS" "$I1" "$I2" "$T"
+  timed casync capture_v1 casync make --store="$CS" "$I1" "$V1/"
+  read -r f a n < <(measure "$CS" "$I1")
+  size_rec casync v1 "$f" "$a"
+  timed casync apply_v1 casync extract --store="$CS" "$I1" "$T/"
+  fidelity casync "$V1" "$T"
+  rm -rf "$T"
+  read -r f1 a1 n < <(measure "$CS")
+  timed casync capture_v2 casync make --store="$CS" "$I2" "$V2/"
+  read -r f2 a2 n < <(measure "$CS")
+  read -r fi ai n < <(measure "$I2")
+  size_rec casync v2_new $((f2 - f1 + fi)) $((a2 - a1 + ai)) # new chunks + the new index
+  rm -rf "$CS" "$I1" "$I2"
+}
+
+# ---------------------------------------------------------------- meta and warm-up
+read -r v1f v1a v1n < <(measure "$V1")
+read -r v2f v2a v2n < <(measure "$V2")
+GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo true || echo false)
+cat >"$META" <<EOF
+{"mode":"$MODE","runs_requested":$RUNS,"started_utc":"$STAMP","slipway_bin":"$SLIPWAY",
+ "git_rev":"$GIT_REV","git_dirty":$GIT_DIRTY,
+ "roots":{"v1":{"path":"$V1","file_bytes":$v1f,"alloc_bytes":$v1a,"files":$v1n},
+          "v2":{"path":"$V2","file_bytes":$v2f,"alloc_bytes":$v2a,"files":$v2n}},
+ "scratch_fs":{"image":"$IMG","mount":"$MNT","size":"20G sparse","fs":"ext4 (mkfs.ext4 -q defaults, journaled)","mount_opts":"$(findmnt -no OPTIONS "$MNT")"},
+ "size_method":"sum of st_size of regular files, each inode once (bench.py size)",
+ "time_method":"/usr/bin/time -f '%e %M %U %S' after sync; warm page cache; pipelines under bash -c"}
+EOF
+
+say "warming the page cache with both roots"
+for r in "$V1" "$V2"; do tar -C "$r" -cf - . | cat >/dev/null; done
+
+# ---------------------------------------------------------------- 4. runs
+TOOLS=(slipway wimlib tar casync)
+json_load start
+for ((RUN = 1; RUN <= RUNS; RUN++)); do
+  json_load "before run $RUN"
+  for ((k = 0; k < ${#TOOLS[@]}; k++)); do
+    tool=${TOOLS[$(((k + RUN - 1) % ${#TOOLS[@]}))]}
+    "bench_$tool"
+  done
+done
+json_load end
+
+# ---------------------------------------------------------------- 5. report
+if [ "$MODE" = quick ]; then
+  python3 "$HERE/bench.py" report --raw "$RAW" --meta "$META" --out "$CACHE/quick.json"
+  python3 "$HERE/bench.py" markdown "$CACHE/quick.json" "$CACHE/benchmarks-quick.md"
+  say "quick mode: wrote $CACHE/quick.json and $CACHE/benchmarks-quick.md (bench/results and docs untouched)"
+else
+  mkdir -p "$HERE/results"
+  python3 "$HERE/bench.py" report --raw "$RAW" --meta "$META" --out "$HERE/results/latest.json" \
+    --json-copy "$HERE/results/$STAMP.json"
+  python3 "$HERE/bench.py" markdown "$HERE/results/latest.json" "$REPO/docs/benchmarks.md"
+  say "wrote bench/results/latest.json, bench/results/$STAMP.json and docs/benchmarks.md"
+fi
+say "raw logs: $LOGDIR"
