@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Build, service and deploy operating-system images.
 ///
@@ -80,11 +80,23 @@ pub enum Cmd {
     /// running capture (the writer lock), and readers that lose a pack to gc
     /// find its blobs again in the new index.
     Gc(GcArgs),
-    /// Copy an image version to another store
+    /// Copy an image version to another store or into a tar archive
     ///
     /// --to-store copies only the chunks the other store lacks (a USB stick,
-    /// a distribution point).
+    /// a distribution point). --tar writes a POSIX pax archive that GNU tar
+    /// and bsdtar extract with owners, modes, nanosecond mtimes, xattrs
+    /// (ACLs, capabilities), hard links, devices and FIFOs; sparse files are
+    /// written in full (holes become zeros).
     Export(ExportArgs),
+    /// Import a tar archive as a new image version
+    ///
+    /// Reads POSIX pax, ustar and GNU tar archives (uncompressed) with
+    /// numeric owners, modes, nanosecond mtimes and xattrs (SCHILY.xattr,
+    /// and ACLs). Refuses, naming the entry, archives that are damaged or
+    /// truncated, absolute names, '..', entries below a symlink, duplicate
+    /// names and hard links to anything but an earlier entry; nothing is
+    /// committed then.
+    ImportTar(ImportTarArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -178,14 +190,34 @@ pub struct DiffArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("destination").required(true).args(["to_store", "tar"])))]
 pub struct ExportArgs {
     /// NAME (newest version) or NAME@VERSION
     pub image: String,
     /// The store to copy into (created if missing); the image becomes the
     /// next version of its name there
     #[arg(long, value_name = "DIR")]
-    pub to_store: PathBuf,
+    pub to_store: Option<PathBuf>,
+    /// Write a POSIX pax tar archive to FILE ('-' for standard output)
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
     /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportTarArgs {
+    /// The tar archive to read ('-' for standard input)
+    #[arg(value_name = "SOURCE")]
+    pub source: PathBuf,
+    /// The image name (letters, digits, '.', '_', '+', '-')
+    #[arg(long, short)]
+    pub name: String,
+    /// A description kept in the image record
+    #[arg(long, short, default_value = "")]
+    pub description: String,
+    /// Print the result as JSON (the capture schema)
     #[arg(long)]
     pub json: bool,
 }

@@ -56,30 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 rehash: a.rehash,
             };
             let r = capture(&mut s, &a.src, &opts, &p)?;
-            if a.json {
-                print_json(&json!({"schema": "slipway.capture/1", "report": r}));
-            } else {
-                let st = &r.stats;
-                println!(
-                    "captured {} from {}: {} files, {} dirs, {} hard links, {} logical, {} new in store, {:.1} s",
-                    r.image,
-                    a.src.display(),
-                    st.files,
-                    st.dirs,
-                    st.hardlinks,
-                    bytes(st.logical_bytes),
-                    bytes(st.new_bytes),
-                    r.seconds
-                );
-                if r.files_reused > 0 {
-                    println!(
-                        "read {} files ({}); {} unchanged files taken from the previous version without reading",
-                        r.files_read,
-                        bytes(r.bytes_read),
-                        r.files_reused
-                    );
-                }
-            }
+            print_capture("captured", &a.src.display().to_string(), &r, a.json);
         }
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
@@ -259,8 +236,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut s = open(&g)?;
             let img = resolve(&mut s, &a.image)?;
             let p = CliProgress::new(g.quiet);
-            {
-                let dest = &a.to_store;
+            if let Some(file) = &a.tar {
+                export_tar(&s, &img, file, a.json, g.quiet, &p)?;
+            } else if let Some(dest) = &a.to_store {
                 let r = slipway_store::export_to_store(&s, &img, dest, &p)?;
                 if a.json {
                     print_json(&json!({"schema": "slipway.export/1", "report": r}));
@@ -279,9 +257,112 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+        Cmd::ImportTar(a) => {
+            let mut s = open(&g)?;
+            let p = CliProgress::new(g.quiet);
+            let opts = CaptureOptions { name: a.name, description: a.description, ..Default::default() };
+            let from_stdin = a.source.as_os_str() == "-";
+            let source = if from_stdin { "standard input".to_string() } else { a.source.display().to_string() };
+            let r = if from_stdin {
+                let mut input = std::io::BufReader::with_capacity(256 << 10, std::io::stdin().lock());
+                slipway_store::import_tar(&mut s, &mut input, &opts, &p)
+            } else {
+                let f = std::fs::File::open(&a.source).with_context(|| format!("opening {}", a.source.display()))?;
+                let mut input = std::io::BufReader::with_capacity(256 << 10, f);
+                slipway_store::import_tar(&mut s, &mut input, &opts, &p)
+            };
+            let r = r.with_context(|| format!("importing {source}"))?;
+            print_capture("imported", &source, &r, a.json);
+        }
         Cmd::Man { dir } => man(&dir)?,
     }
     Ok(0)
+}
+
+/// `export --tar FILE|-`: the archive goes to FILE (removed again if the
+/// export fails) or to standard output (the summary then goes to standard
+/// error, and --json is refused).
+fn export_tar(
+    s: &Store,
+    img: &ImageVersion,
+    file: &std::path::Path,
+    as_json: bool,
+    quiet: bool,
+    p: &CliProgress,
+) -> anyhow::Result<()> {
+    let to_stdout = file.as_os_str() == "-";
+    if to_stdout && as_json {
+        bail!("--json cannot be used with --tar - (the archive goes to standard output)");
+    }
+    let r = if to_stdout {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        slipway_store::export_tar(s, img, &mut out, p)?
+    } else {
+        let mut f = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+        match slipway_store::export_tar(s, img, &mut f, p) {
+            Ok(r) => r,
+            Err(e) => {
+                drop(f);
+                let _ = std::fs::remove_file(file);
+                return Err(e.context(format!("writing {}", file.display())));
+            }
+        }
+    };
+    if as_json {
+        print_json(&json!({"schema": "slipway.export-tar/1", "archive": file.to_string_lossy(), "report": r}));
+        return Ok(());
+    }
+    let line = format!(
+        "exported {} to {}: {} entries ({} files, {} dirs, {} hard links, {} other), {} of file data, {} archive, {:.1} s",
+        r.image,
+        if to_stdout { "standard output".into() } else { file.display().to_string() },
+        r.entries,
+        r.files,
+        r.dirs,
+        r.hardlinks,
+        r.others,
+        bytes(r.bytes),
+        bytes(r.archive_bytes),
+        r.seconds
+    );
+    if !to_stdout {
+        println!("{line}");
+    } else if !quiet {
+        eprintln!("{line}");
+    }
+    if r.sparse_files > 0 {
+        use slipway_store::Progress;
+        p.note(&format!("{} sparse files were written in full (tar export does not keep holes)", r.sparse_files));
+    }
+    Ok(())
+}
+
+/// The result of `capture` and `import-tar`.
+fn print_capture(verb: &str, source: &str, r: &slipway_store::CaptureReport, as_json: bool) {
+    if as_json {
+        print_json(&json!({"schema": "slipway.capture/1", "report": r}));
+        return;
+    }
+    let st = &r.stats;
+    println!(
+        "{verb} {} from {source}: {} files, {} dirs, {} hard links, {} logical, {} new in store, {:.1} s",
+        r.image,
+        st.files,
+        st.dirs,
+        st.hardlinks,
+        bytes(st.logical_bytes),
+        bytes(st.new_bytes),
+        r.seconds
+    );
+    if r.files_reused > 0 {
+        println!(
+            "read {} files ({}); {} unchanged files taken from the previous version without reading",
+            r.files_read,
+            bytes(r.bytes_read),
+            r.files_reused
+        );
+    }
 }
 
 fn os_bytes(s: &std::ffi::OsStr) -> &[u8] {

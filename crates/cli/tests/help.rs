@@ -20,6 +20,7 @@ const COMMANDS: &[&[&str]] = &[
     &["delete"],
     &["gc"],
     &["export"],
+    &["import-tar"],
 ];
 
 #[test]

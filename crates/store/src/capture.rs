@@ -1,4 +1,6 @@
-//! Capture: a directory tree becomes a new image version.
+//! Capture: a directory tree becomes a new image version. [`ImageBuilder`]
+//! holds what every writer of a new version shares (chunking, packing, trees,
+//! stats, the commit); `tar.rs` uses it for `import-tar`.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -8,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use slipway_fstree::{data_extents, open_source_file, scan, Node, NodeKind, ScanOptions};
+use slipway_fstree::{data_extents, open_source_file, scan, Metadata, Node, NodeKind, ScanOptions};
 
 use crate::config::Chunking;
 use crate::id::BlobId;
@@ -50,24 +52,249 @@ pub struct CaptureReport {
     pub seconds: f64,
 }
 
-/// Largest tree object a capture writes: readers refuse larger frames. (Unit
+/// Largest tree object a writer makes: readers refuse larger frames. (Unit
 /// tests use 1 MiB so they can reach it cheaply.)
-const MAX_TREE: usize = if cfg!(test) { 1 << 20 } else { crate::pack::MAX_FRAME as usize };
+pub(crate) const MAX_TREE: usize = if cfg!(test) { 1 << 20 } else { crate::pack::MAX_FRAME as usize };
 
 /// Files up to this size are read whole and chunked in memory.
 const IN_MEMORY: u64 = 16 << 20;
 
-struct Ctx<'a> {
-    store: &'a Store,
+/// Makes a new image version, whatever it is read from (a directory by
+/// [`capture`], a tar archive by [`crate::import_tar`]): cuts file content
+/// into chunks with the store's FastCDC parameters and queues new ones for
+/// packs, writes directory trees bottom-up, keeps the stats, and commits the
+/// record and ref last (after every pack and index file is durable).
+pub(crate) struct ImageBuilder<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) progress: &'a dyn Progress,
     packer: Packer,
     chunking: Chunking,
-    progress: &'a dyn Progress,
+    /// Distinct blobs this image uses, with their length.
+    used: HashMap<BlobId, u32>,
+    stats: ImageStats,
+    buf: Vec<u8>,
+}
+
+/// The name, version and parent a new image version gets.
+pub(crate) struct NewVersion {
+    pub name: String,
+    pub description: String,
+    pub version: u32,
+    /// The record of the newest existing version of the name.
+    pub parent: Option<BlobId>,
+}
+
+impl NewVersion {
+    /// The next version of `name` in `store` (call with the writer lock held).
+    pub(crate) fn next(store: &Store, name: &str, description: &str) -> anyhow::Result<Self> {
+        let versions = store.versions(name)?;
+        let parent = match versions.last() {
+            Some(v) => Some(store.ref_target(name, *v)?),
+            None => None,
+        };
+        Ok(Self {
+            name: name.to_string(),
+            description: description.to_string(),
+            version: versions.last().copied().unwrap_or(0) + 1,
+            parent,
+        })
+    }
+}
+
+/// Checks the image name, runs `write` with the store's writer lock held, and
+/// reloads the index afterwards whatever happened, so the store object shows
+/// what is on disk.
+pub(crate) fn with_writer_lock<T>(
+    store: &mut Store,
+    name: &str,
+    progress: &dyn Progress,
+    write: impl FnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    check_name(name)?;
+    let lock = store.lock(&|m| progress.note(m))?;
+    let r = write(store);
+    drop(lock);
+    store.reload_index()?;
+    r
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl<'a> ImageBuilder<'a> {
+    pub(crate) fn new(store: &'a Store, progress: &'a dyn Progress) -> Self {
+        Self {
+            store,
+            progress,
+            packer: Packer::new(store),
+            chunking: store.config().chunking.clone(),
+            used: HashMap::new(),
+            stats: ImageStats::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// True when the store has the blob or this builder queued it.
+    pub(crate) fn has(&self, id: &BlobId) -> bool {
+        self.packer.has(self.store.index(), id)
+    }
+
+    /// Cuts `data_len` bytes read from `reader` into chunks and queues the new
+    /// ones. Input that ends early is an error: "read N bytes but expected M:
+    /// `if_short`".
+    pub(crate) fn chunk(
+        &mut self,
+        reader: &mut dyn Read,
+        data_len: u64,
+        if_short: &str,
+    ) -> anyhow::Result<Vec<ChunkRef>> {
+        let k = &self.chunking;
+        let (min, avg, max) = (k.min_size as usize, k.avg_size as usize, k.max_size as usize);
+        let mut chunks = Vec::new();
+        if data_len <= IN_MEMORY {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            buf.resize(data_len as usize, 0);
+            let got = read_full(reader, &mut buf).context("reading")?;
+            if got as u64 != data_len {
+                bail!("read {got} bytes but expected {data_len}: {if_short}");
+            }
+            for c in fastcdc::v2020::FastCDC::new(&buf, min, avg, max) {
+                chunks.push(self.add_chunk(&buf[c.offset..c.offset + c.length])?);
+            }
+            self.progress.advance(data_len);
+            self.buf = buf;
+        } else {
+            let mut total = 0u64;
+            for c in fastcdc::v2020::StreamCDC::new(reader, min, avg, max) {
+                let c = c.map_err(|e| anyhow::anyhow!("reading: {e}"))?;
+                total += c.length as u64;
+                chunks.push(self.add_chunk(&c.data)?);
+                self.progress.advance(c.length as u64);
+            }
+            if total != data_len {
+                bail!("read {total} bytes but expected {data_len}: {if_short}");
+            }
+        }
+        Ok(chunks)
+    }
+
+    fn add_chunk(&mut self, data: &[u8]) -> anyhow::Result<ChunkRef> {
+        let id = BlobId::of(data);
+        self.packer.add(self.store.index(), id, BlobKind::Data, data)?;
+        Ok(ChunkRef { id, len: data.len() as u32 })
+    }
+
+    /// Counts an entry in the image's stats. Entries must come in traversal
+    /// order; `further_link` is set for every member of a hard-link group
+    /// but the first.
+    pub(crate) fn count(&mut self, e: &TreeEntry, further_link: bool) {
+        if further_link && !matches!(e.kind, EntryKind::Dir { .. }) {
+            self.stats.hardlinks += 1;
+        }
+        let first = u64::from(!further_link);
+        match &e.kind {
+            EntryKind::Dir { .. } => self.stats.dirs += 1,
+            EntryKind::File { size, chunks, .. } => {
+                for c in chunks {
+                    self.used.insert(c.id, c.len);
+                }
+                if !further_link {
+                    self.stats.files += 1;
+                    self.stats.logical_bytes += size;
+                    self.stats.data_bytes += chunks.iter().map(|c| c.len as u64).sum::<u64>();
+                }
+            }
+            EntryKind::Symlink { .. } => self.stats.symlinks += first,
+            EntryKind::CharDev { .. } | EntryKind::BlockDev { .. } | EntryKind::Fifo => self.stats.specials += first,
+        }
+    }
+
+    /// Writes one directory's tree object (entries sorted by name); `dir`
+    /// names it in errors.
+    pub(crate) fn add_tree(&mut self, entries: Vec<TreeEntry>, dir: &dyn std::fmt::Display) -> anyhow::Result<BlobId> {
+        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
+        let bytes = Tree { entries }.encode();
+        if bytes.len() > MAX_TREE {
+            bail!(
+                "directory {dir} holds too much metadata ({} bytes encoded, the limit is {}); split it into subdirectories",
+                bytes.len(),
+                MAX_TREE
+            );
+        }
+        let id = BlobId::of_tree(&bytes);
+        self.packer.add(self.store.index(), id, BlobKind::Tree, &bytes)?;
+        self.used.insert(id, bytes.len() as u32);
+        Ok(id)
+    }
+
+    /// Writes the last packs and index file, then the record and its ref:
+    /// the new version exists from here on.
+    pub(crate) fn commit(
+        self,
+        new: &NewVersion,
+        root_meta: &Metadata,
+        root_tree: BlobId,
+    ) -> anyhow::Result<(BlobId, ImageRecord)> {
+        let Self { store, packer, used, mut stats, .. } = self;
+        let packer = packer.finish()?;
+        stats.chunks = used.len() as u64;
+        for (id, len) in &used {
+            let stored = match packer.written.get(id) {
+                Some(e) => (e.len as u64 * e.frame_clen as u64).div_ceil(e.frame_ulen.max(1) as u64),
+                None => store.index().get(id).map(|l| l.stored_estimate()).unwrap_or(0),
+            };
+            stats.stored_bytes += stored;
+            let is_tree = packer
+                .written
+                .get(id)
+                .map(|e| e.kind == BlobKind::Tree)
+                .or_else(|| store.index().get(id).map(|l| l.kind == BlobKind::Tree))
+                .unwrap_or(false);
+            if is_tree {
+                stats.chunks -= 1;
+            } else {
+                stats.unique_bytes += *len as u64;
+            }
+        }
+        stats.new_bytes = packer.pack_bytes;
+        let record = ImageRecord {
+            format: RECORD_FORMAT.into(),
+            format_version: RECORD_VERSION,
+            name: new.name.clone(),
+            version: new.version,
+            description: new.description.clone(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            parent: new.parent,
+            root: RootDir::new(root_meta, root_tree),
+            stats,
+        };
+        let record_id = store.commit_image(&record)?;
+        debug_assert!(store.resolve(&ImageSpec { name: new.name.clone(), version: Some(new.version) }).is_ok());
+        Ok((record_id, record))
+    }
+}
+
+struct Ctx<'a> {
+    b: ImageBuilder<'a>,
     /// Content of hard-link groups already read.
     links: HashMap<u64, FileContent>,
     /// Hard-link groups of any kind seen so far.
     groups: std::collections::HashSet<u64>,
-    /// Distinct blobs this image uses, with their length.
-    used: HashMap<BlobId, u32>,
     /// The previous version's source cache, and the one being made.
     old_cache: Option<SourceCache>,
     new_cache: SourceCache,
@@ -76,8 +303,6 @@ struct Ctx<'a> {
     files_read: u64,
     bytes_read: u64,
     files_reused: u64,
-    stats: ImageStats,
-    buf: Vec<u8>,
 }
 
 /// Captures `src` as a new version of `opts.name`.
@@ -87,13 +312,7 @@ pub fn capture(
     opts: &CaptureOptions,
     progress: &dyn Progress,
 ) -> anyhow::Result<CaptureReport> {
-    check_name(&opts.name)?;
-    let lock = store.lock(&|m| progress.note(m))?;
-    let report = capture_locked(store, src, opts, progress);
-    drop(lock);
-    // Whatever happened, the store object now shows what is on disk.
-    store.reload_index()?;
-    report
+    with_writer_lock(store, &opts.name, progress, |store| capture_locked(store, src, opts, progress))
 }
 
 fn capture_locked(
@@ -109,12 +328,8 @@ fn capture_locked(
     for (p, why) in &scan_stats.skipped {
         progress.note(&format!("skipped {}: {why}", p.display()));
     }
-    let versions = store.versions(&opts.name)?;
-    let parent = match versions.last() {
-        Some(v) => Some(store.ref_target(&opts.name, *v)?),
-        None => None,
-    };
-    let old_cache = match (&parent, opts.rehash) {
+    let new = NewVersion::next(store, &opts.name, &opts.description)?;
+    let old_cache = match (&new.parent, opts.rehash) {
         (Some(p), false) => match source_cache::load(store, p) {
             Ok(c) => c,
             Err(e) => {
@@ -126,68 +341,24 @@ fn capture_locked(
     };
     progress.phase("capturing", Some(bytes_to_read(&nodes, &mut std::collections::HashSet::new())));
     let mut cx = Ctx {
-        store,
-        packer: Packer::new(store),
-        chunking: store.config().chunking.clone(),
-        progress,
+        b: ImageBuilder::new(store, progress),
         links: HashMap::new(),
         groups: std::collections::HashSet::new(),
-        used: HashMap::new(),
         old_cache,
         new_cache: SourceCache::default(),
         root_len: src.as_os_str().len(),
         files_read: 0,
         bytes_read: 0,
         files_reused: 0,
-        stats: ImageStats::default(),
-        buf: Vec::new(),
     };
     let root_tree = capture_dir(&mut cx, src, &nodes)?;
-    let Ctx { packer, used, mut stats, new_cache, files_read, bytes_read, files_reused, .. } = cx;
-    let packer = packer.finish()?;
-
-    stats.chunks = used.len() as u64;
-    for (id, len) in &used {
-        let stored = match packer.written.get(id) {
-            Some(e) => (e.len as u64 * e.frame_clen as u64).div_ceil(e.frame_ulen.max(1) as u64),
-            None => store.index().get(id).map(|l| l.stored_estimate()).unwrap_or(0),
-        };
-        stats.stored_bytes += stored;
-        let is_tree = packer
-            .written
-            .get(id)
-            .map(|e| e.kind == BlobKind::Tree)
-            .or_else(|| store.index().get(id).map(|l| l.kind == BlobKind::Tree))
-            .unwrap_or(false);
-        if is_tree {
-            stats.chunks -= 1;
-        } else {
-            stats.unique_bytes += *len as u64;
-        }
-    }
-    stats.new_bytes = packer.pack_bytes;
-
-    let version = versions.last().copied().unwrap_or(0) + 1;
-    let record = ImageRecord {
-        format: RECORD_FORMAT.into(),
-        format_version: RECORD_VERSION,
-        name: opts.name.clone(),
-        version,
-        description: opts.description.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-        parent,
-        root: RootDir::new(&root_meta, root_tree),
-        stats,
-    };
-    let record_id = store.commit_image(&record)?;
+    let Ctx { b, new_cache, files_read, bytes_read, files_reused, .. } = cx;
+    let (record_id, record) = b.commit(&new, &root_meta, root_tree)?;
     // A hint for the next capture; the image is complete without it.
     match source_cache::save(store, &record_id, &new_cache) {
         // Only the newest version's cache is ever used.
         Ok(()) => {
-            if let Some(p) = &parent {
+            if let Some(p) = &new.parent {
                 let _ = std::fs::remove_file(source_cache::cache_path(store, p));
             }
         }
@@ -196,9 +367,8 @@ fn capture_locked(
         }
     }
     progress.finish();
-    debug_assert!(store.resolve(&ImageSpec { name: opts.name.clone(), version: Some(version) }).is_ok());
     Ok(CaptureReport {
-        image: format!("{}@{version}", opts.name),
+        image: format!("{}@{}", new.name, new.version),
         record: record_id,
         stats: record.stats,
         skipped: scan_stats.skipped.into_iter().map(|(p, w)| (p, w.to_string())).collect(),
@@ -226,24 +396,13 @@ fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<B
     for n in nodes {
         let path = dir.join(n.name.as_os_str());
         let further_link = n.hardlink.is_some_and(|g| !cx.groups.insert(g));
-        if further_link && !matches!(n.kind, NodeKind::File { .. }) {
-            cx.stats.hardlinks += 1;
-        }
         let kind = match &n.kind {
-            NodeKind::Dir(children) => {
-                cx.stats.dirs += 1;
-                EntryKind::Dir { tree: capture_dir(cx, &path, children)? }
-            }
+            NodeKind::Dir(children) => EntryKind::Dir { tree: capture_dir(cx, &path, children)? },
             NodeKind::File { size, sparse } => {
                 let known = n.hardlink.and_then(|g| cx.links.get(&g).cloned());
                 let (chunks, extents) = match known {
-                    Some(c) => {
-                        cx.stats.hardlinks += 1;
-                        c
-                    }
+                    Some(c) => c,
                     None => {
-                        cx.stats.files += 1;
-                        cx.stats.logical_bytes += size;
                         let c = file_content(cx, &path, n, *size, *sparse)?;
                         if let Some(g) = n.hardlink {
                             cx.links.insert(g, c.clone());
@@ -251,43 +410,18 @@ fn capture_dir(cx: &mut Ctx<'_>, dir: &Path, nodes: &[Node]) -> anyhow::Result<B
                         c
                     }
                 };
-                for c in &chunks {
-                    cx.used.insert(c.id, c.len);
-                }
                 EntryKind::File { size: *size, chunks, extents }
             }
-            NodeKind::Symlink(t) => {
-                cx.stats.symlinks += u64::from(!further_link);
-                EntryKind::Symlink { target: t.clone() }
-            }
-            NodeKind::CharDev(r) => {
-                cx.stats.specials += u64::from(!further_link);
-                EntryKind::CharDev { rdev: *r }
-            }
-            NodeKind::BlockDev(r) => {
-                cx.stats.specials += u64::from(!further_link);
-                EntryKind::BlockDev { rdev: *r }
-            }
-            NodeKind::Fifo => {
-                cx.stats.specials += u64::from(!further_link);
-                EntryKind::Fifo
-            }
+            NodeKind::Symlink(t) => EntryKind::Symlink { target: t.clone() },
+            NodeKind::CharDev(r) => EntryKind::CharDev { rdev: *r },
+            NodeKind::BlockDev(r) => EntryKind::BlockDev { rdev: *r },
+            NodeKind::Fifo => EntryKind::Fifo,
         };
-        entries.push(TreeEntry { name: n.name.clone(), meta: n.meta.clone(), kind, hardlink: n.hardlink });
+        let e = TreeEntry { name: n.name.clone(), meta: n.meta.clone(), kind, hardlink: n.hardlink };
+        cx.b.count(&e, further_link);
+        entries.push(e);
     }
-    let bytes = Tree { entries }.encode();
-    if bytes.len() > MAX_TREE {
-        bail!(
-            "directory {} holds too much metadata ({} bytes encoded, the limit is {}); split it into subdirectories",
-            dir.display(),
-            bytes.len(),
-            MAX_TREE
-        );
-    }
-    let id = BlobId::of_tree(&bytes);
-    cx.packer.add(cx.store.index(), id, BlobKind::Tree, &bytes)?;
-    cx.used.insert(id, bytes.len() as u32);
-    Ok(id)
+    cx.b.add_tree(entries, &dir.display())
 }
 
 /// Reads the data regions of a file in order, as one stream.
@@ -330,18 +464,17 @@ fn file_content(cx: &mut Ctx<'_>, path: &Path, n: &Node, size: u64, sparse: bool
         .old_cache
         .as_ref()
         .and_then(|c| c.files.get(&rel))
-        .filter(|old| old.unchanged(&seen) && old.chunks.iter().all(|c| cx.packer.has(cx.store.index(), &c.id)));
+        .filter(|old| old.unchanged(&seen) && old.chunks.iter().all(|c| cx.b.has(&c.id)));
     let content = match cached {
         Some(old) => {
             cx.files_reused += 1;
-            let data: u64 = old.chunks.iter().map(|c| c.len as u64).sum();
-            cx.stats.data_bytes += data;
-            cx.progress.advance(size);
+            cx.b.progress.advance(size);
             (old.chunks.clone(), old.extents.clone())
         }
         None => {
             cx.files_read += 1;
-            let c = capture_file(cx, path, size, sparse).with_context(|| format!("capturing {}", path.display()))?;
+            let c =
+                capture_file(&mut cx.b, path, size, sparse).with_context(|| format!("capturing {}", path.display()))?;
             cx.bytes_read += c.0.iter().map(|c| c.len as u64).sum::<u64>();
             c
         }
@@ -352,7 +485,7 @@ fn file_content(cx: &mut Ctx<'_>, path: &Path, n: &Node, size: u64, sparse: bool
     Ok(content)
 }
 
-fn capture_file(cx: &mut Ctx<'_>, path: &Path, size: u64, sparse: bool) -> anyhow::Result<FileContent> {
+fn capture_file(b: &mut ImageBuilder<'_>, path: &Path, size: u64, sparse: bool) -> anyhow::Result<FileContent> {
     let file = open_source_file(path).context("opening")?;
     let extents = if sparse {
         let e = data_extents(&file, size).context("finding holes")?;
@@ -367,46 +500,14 @@ fn capture_file(cx: &mut Ctx<'_>, path: &Path, size: u64, sparse: bool) -> anyho
     let whole = [(0, size)];
     let regions: &[(u64, u64)] = extents.as_deref().unwrap_or(&whole);
     let data_len: u64 = regions.iter().map(|r| r.1).sum();
-    cx.stats.data_bytes += data_len;
     let mut reader = ExtentReader { file: &file, extents: regions, pos: 0 };
-    let k = &cx.chunking;
-    let (min, avg, max) = (k.min_size as usize, k.avg_size as usize, k.max_size as usize);
-    let mut chunks = Vec::new();
-    if data_len <= IN_MEMORY {
-        let mut buf = std::mem::take(&mut cx.buf);
-        buf.clear();
-        buf.resize(data_len as usize, 0);
-        reader.read_exact(&mut buf).context("reading (did it change during the capture?)")?;
-        for c in fastcdc::v2020::FastCDC::new(&buf, min, avg, max) {
-            let data = &buf[c.offset..c.offset + c.length];
-            chunks.push(add_chunk(cx, data)?);
-        }
-        cx.progress.advance(data_len);
-        cx.buf = buf;
-    } else {
-        let mut total = 0u64;
-        for c in fastcdc::v2020::StreamCDC::new(&mut reader, min, avg, max) {
-            let c = c.map_err(|e| anyhow::anyhow!("reading: {e}"))?;
-            total += c.length as u64;
-            chunks.push(add_chunk(cx, &c.data)?);
-            cx.progress.advance(c.length as u64);
-        }
-        if total != data_len {
-            bail!("read {total} bytes but expected {data_len}: the file changed during the capture");
-        }
-    }
+    let chunks = b.chunk(&mut reader, data_len, "the file changed during the capture")?;
     // A file that grew while it was read.
     let mut probe = [0u8; 1];
     if extents.is_none() && file.read_at(&mut probe, size)? != 0 {
         bail!("the file grew during the capture; capture a tree that is not in use (a snapshot or an unmounted root)");
     }
     Ok((chunks, extents))
-}
-
-fn add_chunk(cx: &mut Ctx<'_>, data: &[u8]) -> anyhow::Result<ChunkRef> {
-    let id = BlobId::of(data);
-    cx.packer.add(cx.store.index(), id, BlobKind::Data, data)?;
-    Ok(ChunkRef { id, len: data.len() as u32 })
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod record;
 mod serde_path;
 mod source_cache;
 mod store;
+mod tar;
 mod tree;
 mod verify;
 
@@ -52,5 +53,6 @@ pub use record::{check_name, rfc3339, ImageRecord, ImageSpec, ImageStats, RootDi
 pub use slipway_fstree::ApplyOptions;
 pub use source_cache::{Seen, SourceCache};
 pub use store::{BlobReader, ImageVersion, ReadError, Store};
+pub use tar::{export_tar, import_tar, TarReport};
 pub use tree::{ChunkRef, EntryKind, Tree, TreeEntry};
 pub use verify::{verify, DamagedUse, Problem, VerifyReport};
