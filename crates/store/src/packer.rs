@@ -126,10 +126,13 @@ impl Packer {
     }
 
     fn flush_lane(&mut self, lane: usize) -> anyhow::Result<()> {
-        let l = std::mem::take(&mut self.lanes[lane]);
-        if l.blobs.is_empty() {
+        if self.lanes[lane].blobs.is_empty() {
             return Ok(());
         }
+        // The next frame's buffer is allocated at full size once, not grown
+        // (and copied) step by step.
+        let fresh = Lane { data: Vec::with_capacity(self.frame_size), blobs: Vec::new() };
+        let l = std::mem::replace(&mut self.lanes[lane], fresh);
         self.tx
             .as_ref()
             .expect("packer not finished")
