@@ -27,6 +27,11 @@ Sub-commands (run.sh calls all of them; they are also usable on their own):
   bench.py markdown RESULTS.json OUT.md
       Renders docs/benchmarks.md from a results JSON.
 
+  bench.py randfile SEED SIZE PATH
+      Writes SIZE deterministic pseudo-random bytes to PATH (Python's Mersenne Twister
+      seeded with SEED, 1 MiB blocks). run.sh uses it for the 2 GB tree when openssl is
+      missing (with openssl it uses the AES-128-CTR keystream instead, which is faster).
+
 Units: MB = 10^6 bytes, MiB = 2^20 bytes. Peak RSS comes from GNU time's %M (KiB).
 """
 
@@ -48,6 +53,8 @@ PEERS = TOOLS[1:]
 FAR_BELOW_CASYNC = 0.5
 # "store size at most 0.9 x wimlib's LZX WIM"
 WIM_SIZE_FRACTION = 0.9
+# "peak memory under 1 GiB when capturing a 2 GB tree"
+MEM_LIMIT_MIB = 1024
 
 
 # --------------------------------------------------------------------------- size
@@ -83,6 +90,17 @@ def tree_size(paths):
 def cmd_size(args):
     f, a, n = tree_size(args.paths)
     print(f, a, n)
+
+
+def cmd_randfile(args):
+    import random
+    rng = random.Random(args.seed)
+    left = args.size
+    with open(args.path, "wb") as f:
+        while left > 0:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(1 << 20)[:n])
+            left -= n
 
 
 # ------------------------------------------------------------------------ compare
@@ -255,6 +273,17 @@ def compute(recs, meta):
         m["v2_new_bytes"] = smed(tool, "v2_new")
         m["capture_v1_MBps"] = (root_bytes / 1e6 / m["capture_v1_s"]) if m["capture_v1_s"] else None
         m["apply_v1_MBps"] = (root_bytes / 1e6 / m["apply_v1_s"]) if m["apply_v1_s"] else None
+        # the memory step (2 GB tree): slipway and tar+zstd only
+        t2 = [r for r in times if r["tool"] == tool and r["step"] == "capture_2g"]
+        if t2:
+            tree_bytes = meta["tree_2g"]["file_bytes"]
+            m["capture_2g_s"] = median([r["wall_s"] for r in t2])
+            m["capture_2g_cpu_s"] = median([r["user_s"] + r["sys_s"] for r in t2])
+            m["capture_2g_MBps"] = tree_bytes / 1e6 / m["capture_2g_s"] if m["capture_2g_s"] else None
+            m["capture_2g_rss_mib"] = median([r["rss_kib"] for r in t2]) / 1024
+            m["capture_2g_rss_mib_max"] = max(r["rss_kib"] for r in t2) / 1024
+            m["capture_2g_runs"] = len(t2)
+            m["size_2g_bytes"] = smed(tool, "2g")
         if tool == "slipway":
             m["v2_new_bytes_reported"] = vmed(tool, "images_new_bytes_v2")
             m["v1_stored_bytes_reported"] = vmed(tool, "images_stored_bytes_v1")
@@ -301,9 +330,21 @@ def compute(recs, meta):
         f"{wim['v2_new_bytes']/1e6:.2f} MB [{'ok' if ok4a else 'MISSED'}], casync "
         f"{cas['v2_new_bytes']/1e6:.2f} MB (limit {FAR_BELOW_CASYNC*cas['v2_new_bytes']/1e6:.2f} MB) "
         f"[{'ok' if ok4b else 'MISSED'}]"))
-    t.append({"target": "peak memory < 1 GiB capturing a 2 GB tree", "pass": None,
-              "detail": "not measured by this harness (its trees are ~0.2 GB); "
-                        f"slipway capture peak RSS here: {sw['capture_v1_rss_mib']:.1f} MiB"})
+    tree = meta.get("tree_2g")
+    if tree and sw.get("capture_2g_rss_mib_max") is not None:
+        big_enough = tree["file_bytes"] >= tree.get("min_bytes", 2_000_000_000)
+        ok5 = sw["capture_2g_rss_mib_max"] < MEM_LIMIT_MIB and big_enough
+        t.append(target(
+            "peak memory < 1 GiB capturing a 2 GB tree", ok5,
+            f"slipway capture of a {tree['file_bytes']/1e9:.3f} GB tree "
+            f"({tree['files']:,} files; >= 2e9 bytes: {'yes' if big_enough else 'NO'}): peak RSS "
+            f"{sw['capture_2g_rss_mib_max']:.1f} MiB (max of {sw['capture_2g_runs']} run(s); median "
+            f"{sw['capture_2g_rss_mib']:.1f} MiB) vs limit {MEM_LIMIT_MIB} MiB; "
+            f"{sw['capture_2g_s']:.2f} s, {sw['capture_2g_MBps']:.0f} MB/s"))
+    else:
+        t.append({"target": "peak memory < 1 GiB capturing a 2 GB tree", "pass": None,
+                  "detail": "not measured (no capture_2g records); "
+                            f"slipway capture peak RSS on v1: {sw['capture_v1_rss_mib']:.1f} MiB"})
     return runs, med, ratios, t
 
 
@@ -335,6 +376,30 @@ def table_rows(med, ratios):
             v2,
             ratio("size_v1_bytes"), ratio("capture_v1_s"), ratio("apply_v1_s"),
             ratio("v2_new_bytes"),
+        ])
+    return head, rows
+
+
+def mem_rows(med, meta):
+    """Rows for the 2 GB tree table, or None when the memory step did not run."""
+    tree = meta.get("tree_2g")
+    if not tree or not any(med[t].get("capture_2g_s") is not None for t in TOOLS):
+        return None, None
+    head = ["tool (2 GB tree)", "output MB", "capture s", "capture MB/s", "CPU s",
+            "peak RSS MiB (median / max)", "runs"]
+    rows = []
+    for tool in TOOLS:
+        m = med[tool]
+        if m.get("capture_2g_s") is None:
+            continue
+        rows.append([
+            tool,
+            fmt((m.get("size_2g_bytes") or 0) / 1e6, ".1f"),
+            fmt(m["capture_2g_s"], ".2f"),
+            fmt(m["capture_2g_MBps"], ".0f"),
+            fmt(m["capture_2g_cpu_s"], ".2f"),
+            f"{fmt(m['capture_2g_rss_mib'], '.1f')} / {fmt(m['capture_2g_rss_mib_max'], '.1f')}",
+            str(m["capture_2g_runs"]),
         ])
     return head, rows
 
@@ -396,6 +461,13 @@ def print_summary(res):
     sw = res["medians"]["slipway"]
     print(f"slipway v2: store growth {sw['v2_new_bytes']/1e6:.2f} MB, "
           f"images --json new_bytes {(sw.get('v2_new_bytes_reported') or 0)/1e6:.2f} MB")
+    mh, mr = mem_rows(res["medians"], m)
+    if mh:
+        tr = m["tree_2g"]
+        print()
+        print(f"memory step: 2 GB tree {tr['file_bytes']} bytes ({tr['file_bytes']/1e9:.3f} GB) "
+              f"in {tr['files']} regular files ({tr['path']})")
+        print(text_table(mh, mr))
     print()
     print("targets (issue 3):")
     for t in res["targets"]:
@@ -454,11 +526,12 @@ def cmd_markdown(args):
       "apply). It installs missing tools with `scripts/install-deps.sh`, builds slipway with "
       "`cargo build --release`, builds and caches the two Debian roots, runs every tool, prints the "
       "table and the targets, writes `bench/results/latest.json` (plus a timestamped copy) and "
-      "regenerates this page. A full run takes a few minutes once the roots are cached.")
+      "regenerates this page. A full run takes a few minutes once the roots and the 2 GB tree are "
+      "cached (building the tree takes about half a minute, once).")
     a("")
     a(f"## Latest results ({res['generated_utc']}, medians of {res['runs']} "
       f"run{'s' if res['runs'] != 1 else ''}, slipway at commit {meta.get('git_rev')}"
-      f"{' plus uncommitted changes' if meta.get('git_dirty') else ''})")
+      f"{' plus uncommitted changes (outside bench/ and docs/)' if meta.get('git_dirty') else ''})")
     a("")
     a(f"Trees: **v1** = `debootstrap --variant=minbase bookworm`, {v1['file_bytes']/1e6:.1f} MB in "
       f"{v1['files']:,} regular files; **v2** = an independent `debootstrap --variant=minbase "
@@ -472,6 +545,26 @@ def cmd_markdown(args):
       f"{(sw.get('v2_new_bytes_reported') or 0)/1e6:.2f} MB; the table shows the store's growth in "
       f"file bytes ({sw['v2_new_bytes']/1e6:.2f} MB), which also counts the record and index files.")
     a("")
+    mh, mr = mem_rows(med, meta)
+    if mh:
+        tr = meta["tree_2g"]
+        a("### Memory: capturing a 2 GB tree")
+        a("")
+        a(f"The tree (`{os.path.relpath(tr['path'], os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}`, "
+          f"built once and cached): **{tr['file_bytes']:,} bytes** ({tr['file_bytes']/1e9:.3f} GB) of "
+          f"regular-file data in {tr['files']:,} files: 4 copies (`cp -a`) of the v1 root, two large "
+          "files of 300,000,000 and 262,144,000 bytes, and files of 1.00-1.10 MB, 100 per directory, "
+          "until the tree holds at least 2.05e9 bytes. The generated data is deterministic "
+          f"pseudo-random ({tr.get('generator')}; incompressible, no two files alike): "
+          f"{(tr['file_bytes'] - 4 * v1['file_bytes'])/1e9:.2f} GB that no tool can compress, plus "
+          f"4 x {v1['file_bytes']/1e6:.1f} MB of OS files that a deduplicating store keeps once. Each run "
+          "captures it "
+          "into a fresh store (and, for comparison, runs `tar | zstd -3 -T0` on it); "
+          f"medians of {max(int(r[-1]) for r in mr)} runs, peak RSS also as the maximum over the runs, "
+          "which is what the target is judged on.")
+        a("")
+        a(md_table(mh, mr))
+        a("")
     a("### Targets (issue 3)")
     a("")
     a("| target | result | figures |")
@@ -491,11 +584,17 @@ def cmd_markdown(args):
     a("")
     a("### Spread over the runs (wall seconds, min - max)")
     a("")
-    a("| tool | capture v1 | apply v1 | capture v2 |")
-    a("|---|---:|---:|---:|")
+    steps = ["capture_v1", "apply_v1", "capture_v2"]
+    if mh:
+        steps.append("capture_2g")
+        a("| tool | capture v1 | apply v1 | capture v2 | capture 2 GB tree |")
+        a("|---|---:|---:|---:|---:|")
+    else:
+        a("| tool | capture v1 | apply v1 | capture v2 |")
+        a("|---|---:|---:|---:|")
     for tool in TOOLS:
         cells = []
-        for step in ("capture_v1", "apply_v1", "capture_v2"):
+        for step in steps:
             w = [r["wall_s"] for r in res["raw"]
                  if r["kind"] == "time" and r["tool"] == tool and r["step"] == step]
             cells.append(f"{min(w):.2f} - {max(w):.2f}" if w else "n/a")
@@ -526,6 +625,11 @@ def cmd_markdown(args):
       "the delta WIM from `wimlib-imagex capture V2 delta.wim --delta-from v1.wim`. casync: growth of "
       "the chunk store plus the new `.caidx`. tar+zstd has no dedup: the full v2 archive.")
     a("- **x columns**: peer / slipway for the same median; above 1 means slipway is smaller or faster.")
+    if mh:
+        a("- **2 GB tree table**: *output MB* is the store directory (slipway) or the `.tar.zst`; "
+          "*capture MB/s* is the tree's regular-file bytes divided by the wall time; *peak RSS* is "
+          "GNU time's `%M` as above (for tar+zstd the largest single process of the pipeline, "
+          "usually zstd with its worker buffers).")
     a("")
     a("## Method")
     a("")
@@ -541,6 +645,12 @@ def cmd_markdown(args):
       "--xattrs-include='*' --acls -xpf - -C $O/apply` (into a freshly made empty directory).")
     a("  - casync: `casync make --store=$O/castr $O/v1.caidx V1/`; `casync extract --store=$O/castr "
       "$O/v1.caidx $O/apply/`; `casync make --store=$O/castr $O/v2.caidx V2/`.")
+    if mh:
+        a("  - memory step (every run, after the four tools; slipway first in odd runs, tar first in "
+          "even runs): `slipway --store $O/mem-store store init`; `slipway --store $O/mem-store -q "
+          "capture TREE2G --name big`; and `tar ... -C TREE2G -cf - . | zstd -3 -T0 -q -c > "
+          "$O/tree-2g.tar.zst` with the same tar options as above. Each output is measured and deleted "
+          "right after its step.")
     a("- **One scratch filesystem for every output of every tool**: a default (journaled) ext4 made "
       "with `mkfs.ext4 -q` in a 20 GiB sparse file under `target/bench-cache/`, loop-mounted at "
       "`target/bench-cache/mnt`, made fresh for each harness invocation and unmounted at the end. The "
@@ -548,8 +658,8 @@ def cmd_markdown(args):
       "files right after deleting many is pathologically slow (see research/baseline.md §0); the "
       "journaled scratch fs avoids that. Every apply/extract target does not exist before the step "
       "(tar's is created empty just before, since tar needs it); the previous one is deleted first.")
-    a("- **Warm cache**: nothing is dropped from the page cache. Both source trees are read once "
-      "before the first run, so every tool reads them from RAM, and apply reads an output that was "
+    a("- **Warm cache**: nothing is dropped from the page cache. Both source trees (and the 2 GB "
+      "tree) are read once before the first run, so every tool reads them from RAM, and apply reads an output that was "
       "just written. `sync` runs before every timed step, so no step pays for an earlier step's "
       "write-back. Timings do not include a final `sync`: data a tool leaves dirty is not counted; "
       "slipway fsyncs its packs and records (crash safety) and pays for that inside its capture "
@@ -598,6 +708,11 @@ def main():
     p.add_argument("results")
     p.add_argument("out")
     p.set_defaults(fn=cmd_markdown)
+    p = sub.add_parser("randfile")
+    p.add_argument("seed", type=int)
+    p.add_argument("size", type=int)
+    p.add_argument("path")
+    p.set_defaults(fn=cmd_randfile)
     args = ap.parse_args()
     args.fn(args)
 

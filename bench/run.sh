@@ -17,6 +17,15 @@
 #             else target/bench-cache/roots/minbase-bookworm)
 #        v2 = an independent minbase bookworm run with --include=less,nano,curl,ca-certificates
 #             (target/bench-cache/roots/minbase-bookworm-less-nano-curl-ca)
+#   2b. Builds and caches the 2 GB tree for the memory target of issue 3
+#      (target/bench-cache/tree-2g, with tree-2g.complete beside it holding the recipe;
+#      rebuilt when the recipe changes): os1..os4 = 4 copies (cp -a) of the v1 root,
+#      big/huge1.bin (300,000,000 B) and big/huge2.bin (262,144,000 B), and data/dNN/fNNN
+#      files of 1.00-1.10 MB, 100 per directory, added until the tree holds >= 2.05e9 bytes of
+#      regular-file data. File data is deterministic pseudo-random (incompressible, no
+#      duplicates): AES-128-CTR keystream of /dev/zero with key = the file's seed
+#      (`openssl enc`), or, without openssl, Python's seeded Mersenne Twister
+#      (bench.py randfile); never /dev/urandom. Generated files get a fixed mtime.
 #   3. Makes a fresh journaled ext4 filesystem in a 20 GiB sparse file
 #      (target/bench-cache/scratch-ext4.img), loop-mounts it at target/bench-cache/mnt and
 #      puts EVERY output of EVERY tool there (stores, WIMs, archives, apply targets). The
@@ -28,6 +37,10 @@
 #      Sizes are sums of regular-file bytes (bench/bench.py size), not `du -sb`.
 #      In run 1 the applied tree is compared with the source (bench/bench.py compare) and
 #      `slipway verify` checks the store; neither is timed.
+#      Then, in every run (about 20 s; gives medians and a spread like every other figure),
+#      the memory step: `slipway capture` of the 2 GB tree into a fresh store, and
+#      `tar | zstd -3 -T0` of it for comparison (order alternating per run), both timed
+#      the same way (wall s, peak RSS); outputs are deleted right after.
 #   5. bench/bench.py report: medians, the table, ratios peer/slipway, the targets of
 #      issue 3 with PASS/FAIL, JSON (bench/results/latest.json and <UTC time>.json);
 #      bench/bench.py markdown: docs/benchmarks.md.
@@ -70,6 +83,8 @@ TIMEF=$LOGDIR/time.out
 mkdir -p "$CACHE/roots" "$LOGDIR"
 : >"$RAW"
 say() { printf 'bench: %s\n' "$*" >&2; }
+# measure PATH... -> "FILE_BYTES ALLOC_BYTES FILES" (regular files, each inode once)
+measure() { python3 "$HERE/bench.py" size "$@"; }
 
 # ---------------------------------------------------------------- 1. tools and build
 "$REPO/scripts/install-deps.sh"
@@ -93,6 +108,59 @@ V1=$(cd "$V1" && pwd)
 V2=$(cd "$V2" && pwd)
 say "v1 root: $V1"
 say "v2 root: $V2"
+
+# ---------------------------------------------------------------- 2b. the 2 GB tree
+TREE2G=$CACHE/tree-2g
+TREE2G_MIN=2000000000  # the target's "2 GB tree": at least this many bytes of regular files
+TREE2G_FILL=2050000000 # the build adds 1 MB files until the tree holds this many
+BIG1=300000000
+BIG2=262144000
+if command -v openssl >/dev/null; then GEN=openssl-aes-128-ctr; else GEN=python-mt19937; fi
+
+# randdata SEED SIZE PATH: SIZE deterministic pseudo-random bytes (never /dev/urandom)
+randdata() {
+  if [ "$GEN" = openssl-aes-128-ctr ]; then
+    # AES-128-CTR keystream: key = SEED as 128-bit hex, IV 0; openssl dies of SIGPIPE at SIZE.
+    { openssl enc -aes-128-ctr -nosalt -K "$(printf '%032x' "$1")" \
+        -iv 00000000000000000000000000000000 </dev/zero 2>/dev/null || true; } |
+      head -c "$2" >"$3"
+  else
+    python3 "$HERE/bench.py" randfile "$1" "$2" "$3"
+  fi
+  [ "$(stat -c %s "$3")" -eq "$2" ] || { say "could not write $2 bytes to $3"; exit 1; }
+}
+
+read -r v1f v1a v1n < <(measure "$V1")
+TREE2G_RECIPE="tree-2g recipe 1; os1..os4 = cp -a $V1 ($v1f bytes, $v1n files); data: $GEN; big $BIG1 + $BIG2; 1 MB files up to $TREE2G_FILL"
+if [ -f "$TREE2G.complete" ] && [ "$(cat "$TREE2G.complete")" = "$TREE2G_RECIPE" ] && [ -d "$TREE2G" ]; then
+  say "2 GB tree: cached at $TREE2G"
+else
+  say "2 GB tree: building $TREE2G ($GEN; takes a minute or so, once)"
+  rm -f "$TREE2G.complete"
+  rm -rf "$TREE2G" "$TREE2G.partial"
+  mkdir -p "$TREE2G.partial/big" "$TREE2G.partial/data"
+  for i in 1 2 3 4; do cp -a "$V1" "$TREE2G.partial/os$i"; done
+  randdata 1 "$BIG1" "$TREE2G.partial/big/huge1.bin"
+  randdata 2 "$BIG2" "$TREE2G.partial/big/huge2.bin"
+  total=$((4 * v1f + BIG1 + BIG2))
+  i=0
+  while [ "$total" -lt "$TREE2G_FILL" ]; do
+    d=$TREE2G.partial/data/d$(printf '%02d' $((i / 100 + 1)))
+    mkdir -p "$d"
+    sz=$((1000000 + (i * 4099) % 100000))
+    randdata $((1000 + i)) "$sz" "$d/f$(printf '%03d' $((i % 100 + 1)))"
+    total=$((total + sz))
+    i=$((i + 1))
+  done
+  chmod -R u=rwX,go=rX "$TREE2G.partial/big" "$TREE2G.partial/data"
+  find "$TREE2G.partial/big" "$TREE2G.partial/data" -exec touch -h -d @1700000000 {} +
+  touch -h -d @1700000000 "$TREE2G.partial"
+  mv "$TREE2G.partial" "$TREE2G"
+  printf '%s\n' "$TREE2G_RECIPE" >"$TREE2G.complete"
+fi
+read -r t2f t2a t2n < <(measure "$TREE2G")
+say "2 GB tree: $TREE2G: $t2f bytes of regular-file data ($(awk -v b="$t2f" 'BEGIN{printf "%.3f", b/1e9}') GB) in $t2n files"
+[ "$t2f" -ge "$TREE2G_MIN" ] || { say "2 GB tree holds only $t2f bytes (< $TREE2G_MIN); delete $TREE2G.complete and rerun"; exit 1; }
 
 # ---------------------------------------------------------------- 3. scratch filesystem
 cleanup() {
@@ -137,9 +205,6 @@ timed() {
   printf 'bench: run %d  %-9s %-11s %7.2f s  %8.1f MiB  (load %s)\n' \
     "$RUN" "$tool" "$step" "$wall" "$(awk -v k="$rss" 'BEGIN{print k/1024}')" "$load1" >&2
 }
-
-# measure PATH... -> "FILE_BYTES ALLOC_BYTES FILES" (regular files, each inode once)
-measure() { python3 "$HERE/bench.py" size "$@"; }
 
 size_rec() { # size_rec TOOL KEY BYTES ALLOC_BYTES
   printf '{"kind":"size","run":%d,"tool":"%s","key":"%s","bytes":%s,"alloc_bytes":%s}\n' \
@@ -230,23 +295,46 @@ bench_casync() {
   rm -rf "$CS" "$I1" "$I2"
 }
 
+# The memory step: capture the 2 GB tree into a fresh store; tar | zstd of it for comparison.
+bench_mem_slipway() {
+  local S=$O/mem-store f a n
+  rm -rf "$S"
+  "$SLIPWAY" --store "$S" -q store init >/dev/null
+  timed slipway capture_2g "$SLIPWAY" --store "$S" -q capture "$TREE2G" --name big
+  read -r f a n < <(measure "$S")
+  size_rec slipway 2g "$f" "$a"
+  rm -rf "$S"
+}
+bench_mem_tar() {
+  local Z=$O/tree-2g.tar.zst f a n
+  rm -f "$Z"
+  timed tar+zstd capture_2g bash -c "$TAR_C" _ "$TREE2G" "$Z"
+  read -r f a n < <(measure "$Z")
+  size_rec tar+zstd 2g "$f" "$a"
+  rm -f "$Z"
+}
+
 # ---------------------------------------------------------------- meta and warm-up
-read -r v1f v1a v1n < <(measure "$V1")
-read -r v2f v2a v2n < <(measure "$V2")
+read -r v2f v2a v2n < <(measure "$V2") # v1: measured before the 2 GB tree
 GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-GIT_DIRTY=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo true || echo false)
+# dirty = changes (tracked or untracked, not ignored) outside bench/ and docs/, which do not go
+# into the binary; this harness and the page it writes must not mark the build as dirty.
+GIT_DIRTY=$(git -C "$REPO" status --porcelain -- . ':(exclude)bench' ':(exclude)docs' 2>/dev/null | grep -q . && echo true || echo false)
+RECIPE_JSON=$(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read().strip()))' "$TREE2G.complete")
 cat >"$META" <<EOF
 {"mode":"$MODE","runs_requested":$RUNS,"started_utc":"$STAMP","slipway_bin":"$SLIPWAY",
  "git_rev":"$GIT_REV","git_dirty":$GIT_DIRTY,
  "roots":{"v1":{"path":"$V1","file_bytes":$v1f,"alloc_bytes":$v1a,"files":$v1n},
           "v2":{"path":"$V2","file_bytes":$v2f,"alloc_bytes":$v2a,"files":$v2n}},
+ "tree_2g":{"path":"$TREE2G","file_bytes":$t2f,"alloc_bytes":$t2a,"files":$t2n,"min_bytes":$TREE2G_MIN,
+            "generator":"$GEN","recipe":$RECIPE_JSON},
  "scratch_fs":{"image":"$IMG","mount":"$MNT","size":"20G sparse","fs":"ext4 (mkfs.ext4 -q defaults, journaled)","mount_opts":"$(findmnt -no OPTIONS "$MNT")"},
  "size_method":"sum of st_size of regular files, each inode once (bench.py size)",
  "time_method":"/usr/bin/time -f '%e %M %U %S' after sync; warm page cache; pipelines under bash -c"}
 EOF
 
-say "warming the page cache with both roots"
-for r in "$V1" "$V2"; do tar -C "$r" -cf - . | cat >/dev/null; done
+say "warming the page cache with both roots and the 2 GB tree"
+for r in "$V1" "$V2" "$TREE2G"; do tar -C "$r" -cf - . | cat >/dev/null; done
 
 # ---------------------------------------------------------------- 4. runs
 TOOLS=(slipway wimlib tar casync)
@@ -257,6 +345,7 @@ for ((RUN = 1; RUN <= RUNS; RUN++)); do
     tool=${TOOLS[$(((k + RUN - 1) % ${#TOOLS[@]}))]}
     "bench_$tool"
   done
+  if ((RUN % 2)); then bench_mem_slipway; bench_mem_tar; else bench_mem_tar; bench_mem_slipway; fi
 done
 json_load end
 

@@ -1,8 +1,10 @@
 //! Writing new blobs: gather them into frames, compress frames on worker
-//! threads, write each frame as a pack (staged, fsynced, renamed), and record
-//! finished packs in index files at checkpoints. A blob becomes visible to
-//! other processes only once an index file naming it is in place, and an
-//! index file is written only after every pack it names is durable.
+//! threads, write each frame as a pack into `tmp/`, and at checkpoints hand
+//! the finished packs to a committer thread, which makes them durable, moves
+//! them into place and writes an index file naming them. A blob becomes
+//! visible to other processes only once an index file naming it is in place,
+//! and an index file is written only after every pack it names is durable.
+//! The committer works while the capture goes on reading and compressing.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -32,6 +34,17 @@ struct Job {
 /// path, final path.
 type Done = anyhow::Result<(BlobId, Vec<PackEntry>, u64, PathBuf, PathBuf)>;
 
+/// Packs to publish and the index entries to write once they are durable.
+struct Checkpoint {
+    staged: Vec<(PathBuf, PathBuf)>,
+    entries: Vec<(BlobId, PackEntry)>,
+}
+
+struct Committer {
+    tx: mpsc::Sender<Checkpoint>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
 #[derive(Default)]
 struct Lane {
     data: Vec<u8>,
@@ -52,11 +65,10 @@ pub(crate) struct Packer {
     pub written: HashMap<BlobId, PackEntry>,
     pub pack_bytes: u64,
     pub packs_written: u64,
-    /// Packs written to tmp/ and not yet durable or in place.
+    /// Packs written to tmp/ and not yet handed to the committer.
     staged: Vec<(PathBuf, PathBuf)>,
+    committer: Option<Committer>,
     finishing: bool,
-    tmp_dir: PathBuf,
-    index_dir: PathBuf,
 }
 
 impl Packer {
@@ -97,9 +109,8 @@ impl Packer {
             pack_bytes: 0,
             packs_written: 0,
             staged: Vec::new(),
+            committer: Some(spawn_committer(store.tmp_dir(), store.index_dir())),
             finishing: false,
-            tmp_dir: store.tmp_dir(),
-            index_dir: store.index_dir(),
         }
     }
 
@@ -162,40 +173,29 @@ impl Packer {
         Ok(())
     }
 
-    /// Makes the staged packs durable and moves them into place: one
-    /// `syncfs` for all their data, the renames, one `syncfs` for the new
-    /// directory entries (instead of two fsyncs per pack).
-    fn publish_staged(&mut self) -> anyhow::Result<()> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        let tmp = File::open(&self.tmp_dir).with_context(|| format!("opening {}", self.tmp_dir.display()))?;
-        rustix::fs::syncfs(&tmp).context("flushing new packs to disk")?;
-        for (from, to) in self.staged.drain(..) {
-            let dir = to.parent().expect("pack path has a parent");
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::rename(&from, &to).with_context(|| format!("moving pack into place at {}", to.display()))?;
-        }
-        rustix::fs::syncfs(&tmp).context("flushing the store's directories to disk")?;
-        Ok(())
-    }
-
+    /// Hands the packs finished since the last checkpoint, and their index
+    /// entries, to the committer.
     fn write_index(&mut self) -> anyhow::Result<()> {
         if self.unindexed.is_empty() {
             return Ok(());
         }
-        // Every pack an index file names is durable before the index is.
-        self.publish_staged()?;
-        for part in self.unindexed.chunks(MAX_INDEX_ENTRIES) {
-            let bytes = encode_index(part);
-            let id = BlobId::of(&bytes);
-            let path = self.index_dir.join(format!("{id}.idx"));
-            write_atomic(&self.tmp_dir, &path, &bytes)
-                .with_context(|| format!("writing index file {}", path.display()))?;
+        let c = self.committer.as_ref().expect("packer not finished");
+        if c.handle.is_finished() {
+            // It stops only on an error: report it now.
+            return self.join_committer();
         }
-        self.unindexed.clear();
+        let cp = Checkpoint { staged: std::mem::take(&mut self.staged), entries: std::mem::take(&mut self.unindexed) };
+        if c.tx.send(cp).is_err() {
+            return self.join_committer();
+        }
         self.unindexed_packs = 0;
         Ok(())
+    }
+
+    fn join_committer(&mut self) -> anyhow::Result<()> {
+        let Some(c) = self.committer.take() else { return Ok(()) };
+        drop(c.tx);
+        c.handle.join().map_err(|_| anyhow::anyhow!("the pack committer thread panicked"))?
     }
 
     /// Writes what is queued, waits for every pack, and writes the last index
@@ -223,11 +223,48 @@ impl Packer {
             let _ = w.join();
         }
         if let Some(e) = first_err {
+            let _ = self.join_committer();
             return Err(e);
         }
         self.write_index()?;
+        self.join_committer()?;
         Ok(self)
     }
+}
+
+fn spawn_committer(tmp_dir: PathBuf, index_dir: PathBuf) -> Committer {
+    let (tx, rx) = mpsc::channel::<Checkpoint>();
+    let handle = std::thread::spawn(move || -> anyhow::Result<()> {
+        for cp in rx {
+            publish(&tmp_dir, cp.staged)?;
+            for part in cp.entries.chunks(MAX_INDEX_ENTRIES) {
+                let bytes = encode_index(part);
+                let path = index_dir.join(format!("{}.idx", BlobId::of(&bytes)));
+                write_atomic(&tmp_dir, &path, &bytes)
+                    .with_context(|| format!("writing index file {}", path.display()))?;
+            }
+        }
+        Ok(())
+    });
+    Committer { tx, handle }
+}
+
+/// Makes staged packs durable and moves them into place: one `syncfs` for
+/// all their data, the renames, one `syncfs` for the new directory entries
+/// (instead of two fsyncs per pack).
+fn publish(tmp_dir: &std::path::Path, staged: Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let tmp = File::open(tmp_dir).with_context(|| format!("opening {}", tmp_dir.display()))?;
+    rustix::fs::syncfs(&tmp).context("flushing new packs to disk")?;
+    for (from, to) in staged {
+        let dir = to.parent().expect("pack path has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::rename(&from, &to).with_context(|| format!("moving pack into place at {}", to.display()))?;
+    }
+    rustix::fs::syncfs(&tmp).context("flushing the store's directories to disk")?;
+    Ok(())
 }
 
 fn write_pack(job: Job, level: i32, tmp_dir: &std::path::Path, packs: &std::path::Path) -> Done {
