@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::atomic::{sync_dir, write_atomic};
+use crate::atomic::sync_dir;
 use crate::diff::blobs_of;
 use crate::id::BlobId;
-use crate::index::{encode_index, Index, MAX_INDEX_ENTRIES};
+use crate::index::{write_index_files, Index};
 use crate::pack::PackEntry;
 use crate::packer::Packer;
 use crate::progress::Progress;
@@ -209,13 +209,7 @@ pub fn gc(store: &mut Store, opts: &GcOptions, progress: &dyn Progress) -> anyho
             )
         })
         .collect();
-    let mut new_files = Vec::new();
-    for part in kept.chunks(MAX_INDEX_ENTRIES) {
-        let bytes = encode_index(part);
-        let p = store.index_dir().join(format!("{}.idx", BlobId::of(&bytes)));
-        write_atomic(&store.tmp_dir(), &p, &bytes).with_context(|| format!("writing {}", p.display()))?;
-        new_files.push(p);
-    }
+    let new_files = write_index_files(&store.tmp_dir(), &store.index_dir(), &kept)?;
     // Then the old index files, then the packs they named.
     for p in old_index_files.iter().filter(|p| !new_files.contains(p)) {
         std::fs::remove_file(p).with_context(|| format!("removing old index file {}", p.display()))?;

@@ -28,6 +28,26 @@ pub(crate) fn encode_index(entries: &[(BlobId, PackEntry)]) -> Vec<u8> {
     out
 }
 
+/// Writes `entries` as index files in `index_dir` (one per
+/// [`MAX_INDEX_ENTRIES`] entries), each staged in `tmp_dir`, fsynced and
+/// renamed into place. Returns their paths.
+pub(crate) fn write_index_files(
+    tmp_dir: &Path,
+    index_dir: &Path,
+    entries: &[(BlobId, PackEntry)],
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::Context;
+    let mut out = Vec::new();
+    for part in entries.chunks(MAX_INDEX_ENTRIES) {
+        let bytes = encode_index(part);
+        let path = index_dir.join(format!("{}.idx", BlobId::of(&bytes)));
+        crate::atomic::write_atomic(tmp_dir, &path, &bytes)
+            .with_context(|| format!("writing index file {}", path.display()))?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
 /// Decodes an index file's bytes.
 pub fn decode_index(bytes: &[u8]) -> Result<Vec<(BlobId, PackEntry)>, Corrupt> {
     if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {

@@ -15,9 +15,9 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 
-use crate::atomic::{tmp_name, write_atomic};
+use crate::atomic::tmp_name;
 use crate::id::BlobId;
-use crate::index::{encode_index, Index, MAX_INDEX_ENTRIES};
+use crate::index::{write_index_files, Index, MAX_INDEX_ENTRIES};
 use crate::pack::{build_pack, compress_frame, BlobKind, Frame, PackEntry};
 use crate::store::Store;
 
@@ -237,12 +237,7 @@ fn spawn_committer(tmp_dir: PathBuf, index_dir: PathBuf) -> Committer {
     let handle = std::thread::spawn(move || -> anyhow::Result<()> {
         for cp in rx {
             publish(&tmp_dir, cp.staged)?;
-            for part in cp.entries.chunks(MAX_INDEX_ENTRIES) {
-                let bytes = encode_index(part);
-                let path = index_dir.join(format!("{}.idx", BlobId::of(&bytes)));
-                write_atomic(&tmp_dir, &path, &bytes)
-                    .with_context(|| format!("writing index file {}", path.display()))?;
-            }
+            write_index_files(&tmp_dir, &index_dir, &cp.entries)?;
         }
         Ok(())
     });

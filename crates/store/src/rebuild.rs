@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::atomic::{sync_dir, write_atomic};
+use crate::atomic::sync_dir;
 use crate::id::BlobId;
-use crate::index::{encode_index, MAX_INDEX_ENTRIES};
+use crate::index::write_index_files;
 use crate::pack::parse_pack;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -75,13 +75,7 @@ pub fn rebuild_index(store: &mut Store, progress: &dyn Progress) -> anyhow::Resu
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("idx"))
         .collect();
-    let mut new_paths = Vec::new();
-    for part in entries.chunks(MAX_INDEX_ENTRIES) {
-        let bytes = encode_index(part);
-        let new_path = store.index_dir().join(format!("{}.idx", BlobId::of(&bytes)));
-        write_atomic(&store.tmp_dir(), &new_path, &bytes).with_context(|| format!("writing {}", new_path.display()))?;
-        new_paths.push(new_path);
-    }
+    let new_paths = write_index_files(&store.tmp_dir(), &store.index_dir(), &entries)?;
     for p in old.into_iter().filter(|p| !new_paths.contains(p)) {
         std::fs::remove_file(&p).with_context(|| format!("removing old index file {}", p.display()))?;
         rep.index_files_removed += 1;
