@@ -21,21 +21,9 @@ fn every_kind_of_entry_round_trips_exactly() {
     let (src, store, dst) = (t.path().join("src"), t.path().join("store"), t.path().join("dst"));
     fs::create_dir(&src).unwrap();
     every_kind(&src);
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&src).args(["--name", "kinds"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "kinds"]).arg(&dst);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&src).args(["--name", "kinds"]));
+    ok(slipway(&store).args(["apply", "kinds"]).arg(&dst));
     assert_same("mtree", &mtree(&src), &mtree(&dst));
     let xa = xattrs(&src);
     assert!(
@@ -68,11 +56,7 @@ fn every_kind_of_entry_round_trips_exactly() {
 
     // cat reads files back byte for byte, holes as zeros.
     for f in ["sparse", "usr/bin/huge", "etc/passwd", "etc/empty-file"] {
-        let o = out({
-            let mut c = slipway(&store);
-            c.args(["cat", "kinds", f]);
-            c
-        });
+        let o = out(slipway(&store).args(["cat", "kinds", f]));
         assert!(o.status.success());
         assert!(o.stdout == fs::read(src.join(f)).unwrap(), "cat {f} differs");
     }
@@ -84,31 +68,14 @@ fn second_capture_of_same_tree_stores_almost_nothing_and_versions_count_up() {
     let (src, store) = (t.path().join("src"), t.path().join("store"));
     fs::create_dir(&src).unwrap();
     sh("mkdir -p a b; seq 1 300000 > a/numbers; cp a/numbers b/copy; head -c 2000000 /dev/urandom > r", &src);
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
     for _ in 0..2 {
-        ok({
-            let mut c = slipway(&store);
-            c.arg("capture").arg(&src).args(["--name", "twice", "--description", "test"]);
-            c
-        });
+        ok(slipway(&store).arg("capture").arg(&src).args(["--name", "twice", "--description", "test"]));
     }
     // One byte changed in the middle of a big file: only that chunk is new.
     sh("printf Z | dd of=r bs=1 seek=1000000 conv=notrunc status=none", &src);
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&src).args(["--name", "twice"]);
-        c
-    });
-    let v: serde_json::Value = serde_json::from_str(&ok({
-        let mut c = slipway(&store);
-        c.args(["images", "--json"]);
-        c
-    }))
-    .unwrap();
+    ok(slipway(&store).arg("capture").arg(&src).args(["--name", "twice"]));
+    let v: serde_json::Value = serde_json::from_str(&ok(slipway(&store).args(["images", "--json"]))).unwrap();
     let imgs = v["images"].as_array().unwrap();
     let labels: Vec<_> = imgs.iter().map(|i| i["image"].as_str().unwrap().to_string()).collect();
     assert_eq!(labels, ["twice@1", "twice@2", "twice@3"]);
@@ -119,22 +86,10 @@ fn second_capture_of_same_tree_stores_almost_nothing_and_versions_count_up() {
     // The copy in b/ was stored once: unique < logical.
     assert!(imgs[0]["unique_bytes"].as_u64().unwrap() < imgs[0]["logical_bytes"].as_u64().unwrap() - 1_500_000);
     // NAME alone means the newest; NAME@V an older one.
-    let newest = ok({
-        let mut c = slipway(&store);
-        c.args(["info", "twice", "--json"]);
-        c
-    });
+    let newest = ok(slipway(&store).args(["info", "twice", "--json"]));
     assert!(newest.contains("\"image\": \"twice@3\""));
-    let r1 = out({
-        let mut c = slipway(&store);
-        c.args(["cat", "twice@1", "/r"]);
-        c
-    });
-    let r3 = out({
-        let mut c = slipway(&store);
-        c.args(["cat", "twice", "r"]);
-        c
-    });
+    let r1 = out(slipway(&store).args(["cat", "twice@1", "/r"]));
+    let r3 = out(slipway(&store).args(["cat", "twice", "r"]));
     assert_eq!(r1.stdout.len(), 2_000_000);
     assert_ne!(r1.stdout, r3.stdout);
     assert_eq!(r3.stdout, fs::read(src.join("r")).unwrap());
@@ -146,37 +101,17 @@ fn ls_lists_entries_and_refuses_climbing_paths() {
     let (src, store) = (t.path().join("src"), t.path().join("store"));
     fs::create_dir(&src).unwrap();
     sh("mkdir -p etc/ssh; echo x > etc/ssh/sshd_config; ln -s ssh etc/link; chmod 4755 etc/ssh/sshd_config", &src);
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&src).args(["--name", "ls"]);
-        c
-    });
-    let text = ok({
-        let mut c = slipway(&store);
-        c.args(["ls", "ls", "/etc/ssh"]);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&src).args(["--name", "ls"]));
+    let text = ok(slipway(&store).args(["ls", "ls", "/etc/ssh"]));
     assert!(text.contains("-rwsr-xr-x") && text.contains("sshd_config"), "{text}");
-    let rec = ok({
-        let mut c = slipway(&store);
-        c.args(["ls", "ls", "-R", "--json"]);
-        c
-    });
+    let rec = ok(slipway(&store).args(["ls", "ls", "-R", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
     let paths: Vec<_> =
         v["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, ["/etc", "/etc/link", "/etc/ssh", "/etc/ssh/sshd_config"]);
     for bad in ["/etc/../etc", "/etc/link/sshd_config", "/nope"] {
-        let o = out({
-            let mut c = slipway(&store);
-            c.args(["ls", "ls", bad]);
-            c
-        });
+        let o = out(slipway(&store).args(["ls", "ls", bad]));
         assert!(!o.status.success(), "ls {bad} should fail");
         assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
     }
@@ -190,21 +125,9 @@ fn json_reports_survive_paths_that_are_not_utf8() {
     fs::create_dir(&src).unwrap();
     sh("echo hi > f", &src);
     let target = t.path().join(std::ffi::OsStr::from_bytes(b"target-\xff"));
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&src).args(["--name", "u", "--json"]);
-        c
-    });
-    let text = ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "u", "--json"]).arg(&target);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&src).args(["--name", "u", "--json"]));
+    let text = ok(slipway(&store).args(["apply", "u", "--json"]).arg(&target));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(v["report"]["target"].as_str().unwrap().contains("target-\u{fffd}"), "{v}");
     assert_eq!(fs::read(target.join("f")).unwrap(), b"hi\n");
@@ -221,21 +144,9 @@ fn default_acl_on_the_target_does_not_leak_into_applied_entries() {
     sh("mkdir -p a/b; echo x > a/b/f; echo y > top", &src);
     fs::create_dir(&dst).unwrap();
     sh("setfacl -d -m u:1234:rwx,g:99:r-x .", &dst);
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&src).args(["--name", "acl"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "acl"]).arg(&dst);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&src).args(["--name", "acl"]));
+    ok(slipway(&store).args(["apply", "acl"]).arg(&dst));
     assert_same("xattrs", &xattrs(&src), &xattrs(&dst));
     if have("bsdtar") {
         assert_same("mtree", &mtree(&src), &mtree(&dst));

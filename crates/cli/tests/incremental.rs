@@ -8,11 +8,7 @@ use std::fs;
 use common::*;
 
 fn capture(store: &std::path::Path, src: &std::path::Path, extra: &[&str]) -> serde_json::Value {
-    let text = ok({
-        let mut c = slipway(store);
-        c.arg("capture").arg(src).args(["--name", "inc", "--json"]).args(extra);
-        c
-    });
+    let text = ok(slipway(store).arg("capture").arg(src).args(["--name", "inc", "--json"]).args(extra));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -25,11 +21,7 @@ fn recapture_reads_only_changed_files_and_stays_exact() {
         "mkdir -p a b; for i in $(seq 1 50); do seq 1 $((i*1000)) > a/f$i; done; echo same > b/s; echo keep > b/k",
         &src,
     );
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
     let r1 = capture(&store, &src, &[]);
     assert_eq!(r1["report"]["files_read"], 52);
 
@@ -51,11 +43,7 @@ fn recapture_reads_only_changed_files_and_stays_exact() {
     let r3 = capture(&store, &src, &[]);
     assert_eq!(r3["report"]["files_read"], 3, "{r3}");
     let dst = t.path().join("dst");
-    ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "inc@3"]).arg(&dst);
-        c
-    });
+    ok(slipway(&store).args(["apply", "inc@3"]).arg(&dst));
     if have("bsdtar") {
         assert_same("mtree", &mtree(&src), &mtree(&dst));
     } else {
@@ -73,9 +61,5 @@ fn recapture_reads_only_changed_files_and_stays_exact() {
     let r5 = capture(&store, &src, &[]);
     assert_eq!(r5["report"]["files_read"], 52);
     assert_eq!(fs::read_dir(store.join("caches")).unwrap().count(), 1, "only the newest version keeps a cache");
-    ok({
-        let mut c = slipway(&store);
-        c.arg("verify");
-        c
-    });
+    ok(slipway(&store).arg("verify"));
 }

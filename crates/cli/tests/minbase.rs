@@ -30,29 +30,13 @@ fn debootstrap_minbase_root_round_trips_exactly() {
     }
     let t = tempfile::tempdir().unwrap();
     let (store, dst) = (t.path().join("store"), t.path().join("applied"));
-    ok({
-        let mut c = slipway(&store);
-        c.args(["store", "init"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.arg("capture").arg(&cache).args(["--name", "minbase"]);
-        c
-    });
-    ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "minbase"]).arg(&dst);
-        c
-    });
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&cache).args(["--name", "minbase"]));
+    ok(slipway(&store).args(["apply", "minbase"]).arg(&dst));
     let (a, b) = (mtree(&cache), mtree(&dst));
     assert!(a.lines().count() > 5000, "a minbase root has thousands of entries");
     assert!(a.contains("type=char device=native,1,3"), "the root has /dev/null");
     assert_same("mtree", &a, &b);
     assert_same("xattrs", &xattrs(&cache), &xattrs(&dst));
-    ok({
-        let mut c = slipway(&store);
-        c.arg("verify");
-        c
-    });
+    ok(slipway(&store).arg("verify"));
 }

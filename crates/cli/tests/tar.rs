@@ -14,11 +14,7 @@ use std::process::Command;
 use common::*;
 
 fn run(store: &Path, args: &[&str]) -> String {
-    ok({
-        let mut c = slipway(store);
-        c.args(args);
-        c
-    })
+    ok(slipway(store).args(args))
 }
 
 fn json(store: &Path, args: &[&str]) -> serde_json::Value {
@@ -149,11 +145,7 @@ fn export_then_import_round_trips_every_kind_of_entry() {
     for k in ["files", "dirs", "symlinks", "specials", "hardlinks", "logical_bytes"] {
         assert_eq!(a[k], b[k], "{k}");
     }
-    let rep = out({
-        let mut c = slipway(&store);
-        c.arg("verify");
-        c
-    });
+    let rep = out(slipway(&store).arg("verify"));
     assert!(rep.status.success());
 }
 
@@ -277,11 +269,7 @@ fn export_needs_exactly_one_destination() {
     let store = t.path().join("store");
     run(&store, &["store", "init"]);
     for args in [&["export", "x"][..], &["export", "x", "--tar", "a.tar", "--to-store", "s"]] {
-        let o = out({
-            let mut c = slipway(&store);
-            c.args(args);
-            c
-        });
+        let o = out(slipway(&store).args(args));
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -306,11 +294,7 @@ fn hostile_archives_made_with_gnu_tar_are_refused_and_commit_nothing() {
     for (file, says) in
         [("abs.tar", "absolute"), ("climb.tar", "'..'"), ("through.tar", "symlink"), ("truncated.tar", "truncated")]
     {
-        let o = out({
-            let mut c = slipway(&store);
-            c.args(["import-tar", t.path().join(file).to_str().unwrap(), "--name", "evil"]);
-            c
-        });
+        let o = out(slipway(&store).args(["import-tar", t.path().join(file).to_str().unwrap(), "--name", "evil"]));
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{file}: {err}");
         assert!(err.contains(says), "{file}: {err}");

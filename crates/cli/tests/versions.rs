@@ -11,19 +11,11 @@ use std::process::Command;
 use common::*;
 
 fn init(store: &Path) {
-    ok({
-        let mut c = slipway(store);
-        c.args(["store", "init"]);
-        c
-    });
+    ok(slipway(store).args(["store", "init"]));
 }
 
 fn capture(store: &Path, src: &Path, name: &str) {
-    ok({
-        let mut c = slipway(store);
-        c.arg("capture").arg(src).args(["--name", name]);
-        c
-    });
+    ok(slipway(store).arg("capture").arg(src).args(["--name", name]));
 }
 
 /// mtree lines by path, keywords as a map.
@@ -63,11 +55,7 @@ fn diff_matches_what_mtree_sees_between_the_two_source_trees() {
     init(&store);
     capture(&store, &a, "t");
     capture(&store, &b, "t");
-    let text = ok({
-        let mut c = slipway(&store);
-        c.args(["diff", "t@1", "t@2", "--json", "--bytes"]);
-        c
-    });
+    let text = ok(slipway(&store).args(["diff", "t@1", "t@2", "--json", "--bytes"]));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let got: BTreeMap<String, String> = v["report"]["entries"]
         .as_array()
@@ -123,54 +111,24 @@ fn delete_then_gc_frees_space_and_keeps_every_other_version_whole() {
     sh("rm big; head -c 100000 /dev/urandom > small", &src);
     capture(&store, &src, "g");
     let size = |s: &Path| -> u64 {
-        let v: serde_json::Value = serde_json::from_str(&ok({
-            let mut c = slipway(s);
-            c.args(["store", "info", "--json"]);
-            c
-        }))
-        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(slipway(s).args(["store", "info", "--json"]))).unwrap();
         v["pack_bytes"].as_u64().unwrap()
     };
     let before = size(&store);
-    let o = out({
-        let mut c = slipway(&store);
-        c.args(["delete", "g"]);
-        c
-    });
+    let o = out(slipway(&store).args(["delete", "g"]));
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("g@VERSION"));
-    ok({
-        let mut c = slipway(&store);
-        c.args(["delete", "g@1"]);
-        c
-    });
-    let dry = ok({
-        let mut c = slipway(&store);
-        c.args(["gc", "--dry-run", "--json"]);
-        c
-    });
+    ok(slipway(&store).args(["delete", "g@1"]));
+    let dry = ok(slipway(&store).args(["gc", "--dry-run", "--json"]));
     assert_eq!(size(&store), before, "a dry run changes nothing: {dry}");
-    let rep: serde_json::Value = serde_json::from_str(&ok({
-        let mut c = slipway(&store);
-        c.args(["gc", "--json"]);
-        c
-    }))
-    .unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&ok(slipway(&store).args(["gc", "--json"]))).unwrap();
     let after = size(&store);
     // The 6 MB file only g@1 used is gone, but for what shares a pack with
     // live data above the repack threshold (half).
     assert!(after + 4_000_000 < before, "gc freed too little: {before} -> {after}: {rep}");
     assert_eq!(rep["report"]["records_removed"], 1);
-    ok({
-        let mut c = slipway(&store);
-        c.arg("verify");
-        c
-    });
+    ok(slipway(&store).arg("verify"));
     let dst = t.path().join("dst");
-    ok({
-        let mut c = slipway(&store);
-        c.args(["apply", "g@2"]).arg(&dst);
-        c
-    });
+    ok(slipway(&store).args(["apply", "g@2"]).arg(&dst));
     assert!(fs::read(dst.join("keep/k")).unwrap() == fs::read(src.join("keep/k")).unwrap());
     assert!(fs::read(dst.join("small")).unwrap() == fs::read(src.join("small")).unwrap());
 }
@@ -186,11 +144,7 @@ fn gc_beside_a_running_capture_and_running_applies_loses_nothing() {
     sh("mkdir keep drop; for i in $(seq 1 40); do head -c 200000 /dev/urandom > keep/$i; head -c 300000 /dev/urandom > drop/$i; done", &src);
     capture(&store, &src, "mix");
     capture(&store, &src.join("keep"), "k");
-    ok({
-        let mut c = slipway(&store);
-        c.args(["delete", "mix@1"]);
-        c
-    });
+    ok(slipway(&store).args(["delete", "mix@1"]));
     // A big capture runs while gc starts: gc must wait for it, then keep it.
     sh("for i in $(seq 1 12); do head -c 4000000 /dev/urandom > r$i; done; seq 1 3000000 > text", &big);
     let mut cap = Command::new(env!("CARGO_BIN_EXE_slipway"));
@@ -204,11 +158,7 @@ fn gc_beside_a_running_capture_and_running_applies_loses_nothing() {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 2 {
                 let dst = t.join(format!("apply-{n}"));
-                let o = out({
-                    let mut c = slipway(&store);
-                    c.args(["apply", "k"]).arg(&dst);
-                    c
-                });
+                let o = out(slipway(&store).args(["apply", "k"]).arg(&dst));
                 assert!(o.status.success(), "apply {n} during gc failed: {}", String::from_utf8_lossy(&o.stderr));
                 fs::remove_dir_all(&dst).unwrap();
                 n += 1;
@@ -217,27 +167,15 @@ fn gc_beside_a_running_capture_and_running_applies_loses_nothing() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(100));
-    ok({
-        let mut c = slipway(&store);
-        c.args(["gc", "--repack-below", "1.0"]);
-        c
-    });
+    ok(slipway(&store).args(["gc", "--repack-below", "1.0"]));
     assert!(cap.wait().unwrap().success());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let applies = applier.join().unwrap();
     assert!(applies >= 2);
-    ok({
-        let mut c = slipway(&store);
-        c.arg("verify");
-        c
-    });
+    ok(slipway(&store).arg("verify"));
     for (img, from) in [("big", &big), ("k", &src.join("keep"))] {
         let dst = t.path().join(format!("final-{img}"));
-        ok({
-            let mut c = slipway(&store);
-            c.args(["apply", img]).arg(&dst);
-            c
-        });
+        ok(slipway(&store).args(["apply", img]).arg(&dst));
         let o = Command::new("diff").arg("-r").arg(from).arg(&dst).output().unwrap();
         assert!(o.status.success(), "{img} differs after gc: {}", String::from_utf8_lossy(&o.stdout));
     }
@@ -254,12 +192,7 @@ fn export_to_store_copies_only_missing_chunks_and_the_copy_is_whole() {
     sh("head -c 1000000 /dev/urandom > r2", &src);
     capture(&a, &src, "e");
     let export = |img: &str| -> serde_json::Value {
-        serde_json::from_str(&ok({
-            let mut c = slipway(&a);
-            c.args(["export", img, "--json", "--to-store"]).arg(&b);
-            c
-        }))
-        .unwrap()
+        serde_json::from_str(&ok(slipway(&a).args(["export", img, "--json", "--to-store"]).arg(&b))).unwrap()
     };
     let first = export("e@1");
     assert_eq!(first["report"]["exported_as"], "e@1");
@@ -270,23 +203,11 @@ fn export_to_store_copies_only_missing_chunks_and_the_copy_is_whole() {
     assert!((1_000_000..1_100_000).contains(&copied), "only r2 and new trees are copied: {second}");
     assert!(second["report"]["blobs_present"].as_u64().unwrap() > 0);
     // Exporting into the same store is refused.
-    let o = out({
-        let mut c = slipway(&a);
-        c.args(["export", "e", "--to-store"]).arg(&a);
-        c
-    });
+    let o = out(slipway(&a).args(["export", "e", "--to-store"]).arg(&a));
     assert!(!o.status.success());
-    ok({
-        let mut c = slipway(&b);
-        c.arg("verify");
-        c
-    });
+    ok(slipway(&b).arg("verify"));
     let dst = t.path().join("dst");
-    ok({
-        let mut c = slipway(&b);
-        c.args(["apply", "e@2"]).arg(&dst);
-        c
-    });
+    ok(slipway(&b).args(["apply", "e@2"]).arg(&dst));
     if have("bsdtar") {
         assert_same("mtree", &mtree(&src), &mtree(&dst));
     }

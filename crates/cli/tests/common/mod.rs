@@ -13,7 +13,7 @@ pub fn slipway(store: &Path) -> Command {
 }
 
 /// Runs and requires success, returning stdout.
-pub fn ok(mut c: Command) -> String {
+pub fn ok(c: &mut Command) -> String {
     let o = c.output().expect("running command");
     assert!(
         o.status.success(),
@@ -24,7 +24,7 @@ pub fn ok(mut c: Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn out(mut c: Command) -> Output {
+pub fn out(c: &mut Command) -> Output {
     c.output().expect("running command")
 }
 
