@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # slipway's main job end to end on defaults: build a master root, capture it
 # into the image store, list it, apply it to a new directory, verify the store,
-# and check the applied tree against its source with bsdtar's mtree.
+# check the applied tree against its source with bsdtar's mtree, then change
+# a copy of the master, capture it as the next version (only what changed is
+# stored) and show the
+# difference between the two versions.
 #
 # The store is the default one ($SLIPWAY_STORE, else
 # ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
@@ -50,3 +53,10 @@ else
   echo "DIFFERENT: see $work/mtree.diff" >&2
   exit 1
 fi
+
+echo "== service the applied tree, capture it as the next version (only what changed is stored), diff"
+printf 'serviced by the slipway quick start\n' >"$work/applied/etc/motd"
+slipway capture "$work/applied" --name quickstart --description "serviced copy"
+new=$(slipway images --json | python3 -c 'import json,sys; print([i["image"] for i in json.load(sys.stdin)["images"] if i["name"]=="quickstart"][-1])')
+prev=quickstart@$(( ${new#quickstart@} - 1 ))
+slipway diff "$prev" "$new" --bytes
