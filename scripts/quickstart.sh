@@ -2,9 +2,8 @@
 # slipway's main job end to end on defaults: build a master root, capture it
 # into the image store, list it, apply it to a new directory, verify the store,
 # check the applied tree against its source with bsdtar's mtree, then change
-# a copy of the master, capture it as the next version (only what changed is
-# stored) and show the
-# difference between the two versions.
+# the applied copy, capture it as the next version (only what changed is
+# stored) and show the difference between the two versions.
 #
 # The store is the default one ($SLIPWAY_STORE, else
 # ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
