@@ -270,15 +270,8 @@ fn write_pack(job: Job, level: i32, tmp_dir: &std::path::Path, packs: &std::path
     let hex = id.to_hex();
     let dest = packs.join(&hex[..2]).join(format!("{hex}.pack"));
     let tmp = tmp_dir.join(tmp_name("pack"));
-    // Durability comes later, for all staged packs at once (publish). Ask the
-    // kernel to start writing this pack back now, without waiting, so that
-    // little is left to flush then (POSIX_FADV_DONTNEED starts writeback of
-    // dirty pages; the pack is not read again by this capture).
-    let r = File::create(&tmp).and_then(|mut f| {
-        f.write_all(&bytes)?;
-        let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-        Ok(())
-    });
+    // Durability comes later, for all staged packs at once (publish_staged).
+    let r = File::create(&tmp).and_then(|mut f| f.write_all(&bytes));
     if let Err(e) = r {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("writing pack {}", dest.display()));
