@@ -22,7 +22,7 @@ use crate::pack::PackEntry;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::record::ImageSpec;
-use crate::store::Store;
+use crate::store::{pack_id_of, Store};
 
 /// Removes the version `spec` (which must name a version). Its blobs stay
 /// until `gc`.
@@ -116,19 +116,8 @@ pub fn gc(store: &mut Store, opts: &GcOptions, progress: &dyn Progress) -> anyho
             *alive.entry(l.pack).or_default() += l.len as u64;
         }
     }
-    let packs_dir = store.path().join("packs");
-    let mut on_disk = Vec::new();
-    for sub in std::fs::read_dir(&packs_dir).with_context(|| format!("listing {}", packs_dir.display()))? {
-        let sub = sub?;
-        if sub.file_type()?.is_dir() {
-            for f in std::fs::read_dir(sub.path())? {
-                let p = f?.path();
-                if let Some(id) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<BlobId>().ok()) {
-                    on_disk.push((id, p));
-                }
-            }
-        }
-    }
+    let on_disk: Vec<(BlobId, PathBuf)> =
+        store.pack_files()?.into_iter().filter_map(|p| Some((pack_id_of(&p)?, p))).collect();
     rep.packs_before = on_disk.len() as u64;
     rep.bytes_before = on_disk.iter().map(|(_, p)| file_len(p)).sum();
     let pos: HashMap<BlobId, u32> = index.packs().iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
@@ -225,10 +214,7 @@ pub fn gc(store: &mut Store, opts: &GcOptions, progress: &dyn Progress) -> anyho
         std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
     }
     store.reload_index()?;
-    let after: Vec<PathBuf> = std::fs::read_dir(&packs_dir)?
-        .flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten().map(|e| e.path()))
-        .collect();
+    let after = store.pack_files()?;
     rep.packs_after = after.len() as u64;
     rep.bytes_after = after.iter().map(file_len).sum();
     progress.finish();

@@ -52,7 +52,7 @@ pub use rebuild::{rebuild_index, RebuildReport};
 pub use record::{check_name, rfc3339, ImageRecord, ImageSpec, ImageStats, RootDir};
 pub use slipway_fstree::ApplyOptions;
 pub use source_cache::{Seen, SourceCache};
-pub use store::{BlobReader, ImageVersion, ReadError, Store};
+pub use store::{pack_id_of, BlobReader, ImageVersion, ReadError, Store};
 pub use tar::{export_tar, import_tar, TarReport};
 pub use tree::{ChunkRef, EntryKind, Tree, TreeEntry};
 pub use verify::{verify, DamagedUse, Problem, VerifyReport};

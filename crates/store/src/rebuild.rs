@@ -11,7 +11,7 @@ use crate::id::BlobId;
 use crate::index::write_index_files;
 use crate::pack::parse_pack;
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{pack_id_of, Store};
 
 /// What a rebuild did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -32,27 +32,12 @@ pub struct RebuildReport {
 pub fn rebuild_index(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<RebuildReport> {
     let _lock = store.lock_only(&|m| progress.note(m))?;
     let mut rep = RebuildReport::default();
-    let mut files = Vec::new();
-    let packs_dir = store.path().join("packs");
-    for sub in std::fs::read_dir(&packs_dir).with_context(|| format!("listing {}", packs_dir.display()))? {
-        let sub = sub?;
-        if sub.file_type()?.is_dir() {
-            for f in std::fs::read_dir(sub.path())? {
-                files.push(f?.path());
-            }
-        }
-    }
-    files.sort();
+    let files = store.pack_files()?;
     let total = files.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
     progress.phase("reading packs", Some(total));
     let mut entries = Vec::new();
     for path in files {
-        let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".pack"))
-            .and_then(|s| s.parse::<BlobId>().ok())
-        else {
+        let Some(id) = pack_id_of(&path) else {
             rep.skipped.push((path, "not a pack file name".into()));
             continue;
         };

@@ -42,6 +42,11 @@ pub struct ImageVersion {
     pub record: ImageRecord,
 }
 
+/// The pack id a file in `packs/XX/` is named for (`<64 hex>.pack`).
+pub fn pack_id_of(path: &Path) -> Option<BlobId> {
+    path.file_name()?.to_str()?.strip_suffix(".pack")?.parse().ok()
+}
+
 impl ImageVersion {
     /// `NAME@VERSION`.
     pub fn label(&self) -> String {
@@ -139,6 +144,30 @@ impl Store {
     pub fn pack_path(&self, id: &BlobId) -> PathBuf {
         let hex = id.to_hex();
         self.root.join("packs").join(&hex[..2]).join(format!("{hex}.pack"))
+    }
+
+    /// Every file in `packs/XX/`, sorted by path: packs, and anything else
+    /// found there (verify reports it, gc and rebuild-index skip it).
+    pub fn pack_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let dir = self.root.join("packs");
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            // A store that never got a pack (or was copied without empty
+            // directories) has none.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for sub in rd {
+            let sub = sub?;
+            if sub.file_type()?.is_dir() {
+                for f in fs::read_dir(sub.path()).with_context(|| format!("listing {}", sub.path().display()))? {
+                    out.push(f?.path());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     pub(crate) fn record_path(&self, id: &BlobId) -> PathBuf {

@@ -10,7 +10,7 @@ use crate::id::BlobId;
 use crate::index::decode_index;
 use crate::pack::{decompress_frame, parse_pack, BlobKind};
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{pack_id_of, Store};
 use crate::tree::EntryKind;
 
 /// One thing found wrong.
@@ -72,25 +72,20 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
 
     // 1. Every pack on disk: name = hash, trailer parses, every frame
     //    decompresses, every blob hashes to its id.
-    let packs_dir = store.path().join("packs");
     let mut on_disk: HashSet<BlobId> = HashSet::new();
-    let mut files = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
-        for sub in rd.flatten() {
-            if let Ok(rd2) = std::fs::read_dir(sub.path()) {
-                for f in rd2.flatten() {
-                    files.push(f.path());
-                }
-            }
-        }
-    }
-    files.sort();
+    let files = store.pack_files()?;
     let total: u64 = files.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
     progress.phase("verifying", Some(total));
     let indexed: HashSet<BlobId> = index.packs().iter().copied().collect();
+    // The index's blobs, grouped by pack once (not a scan of the whole index
+    // per pack).
+    let mut by_pack: HashMap<BlobId, Vec<(BlobId, crate::index::Location)>> = HashMap::new();
+    for (b, l) in index.iter() {
+        by_pack.entry(index.pack_id(l.pack)).or_default().push((*b, *l));
+    }
     for path in &files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(id) = name.strip_suffix(".pack").and_then(|s| s.parse::<BlobId>().ok()) else {
+        let Some(id) = pack_id_of(path) else {
             rep.problems.push(Problem {
                 object: "pack",
                 id: name.into(),
@@ -128,8 +123,7 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
         }
         // Which blobs the index expects in this pack (trust the index over a
         // trailer that may itself be damaged).
-        let mut expected: Vec<(BlobId, crate::index::Location)> =
-            index.iter().filter(|(_, l)| index.pack_id(l.pack) == id).map(|(b, l)| (*b, *l)).collect();
+        let mut expected = by_pack.remove(&id).unwrap_or_default();
         if expected.is_empty() && whole_ok {
             if let Err(e) = parse_pack(&bytes) {
                 rep.problems.push(Problem {
@@ -222,26 +216,26 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
         }
     }
 
-    // 3. Every image version: record, trees, and every chunk it uses.
-    {
-        for (name, v) in versions {
-            rep.images += 1;
-            let label = format!("{name}@{v}");
-            let img = match store.resolve(&crate::record::ImageSpec { name: name.clone(), version: Some(v) }) {
-                Ok(i) => i,
-                Err(e) => {
-                    rep.problems.push(Problem {
-                        object: "record",
-                        id: label.clone(),
-                        path: None,
-                        message: format!("{e:#}"),
-                    });
-                    continue;
-                }
-            };
-            let mut links = HashMap::new();
-            walk(store, &label, &img.record.root.tree, String::new(), &bad, &mut links, &mut rep);
-        }
+    // 3. Every image version: record, trees, and every chunk it uses. One
+    // reader for all, so tree frames are decompressed once.
+    let mut reader = store.reader();
+    for (name, v) in versions {
+        rep.images += 1;
+        let label = format!("{name}@{v}");
+        let img = match store.resolve(&crate::record::ImageSpec { name: name.clone(), version: Some(v) }) {
+            Ok(i) => i,
+            Err(e) => {
+                rep.problems.push(Problem {
+                    object: "record",
+                    id: label.clone(),
+                    path: None,
+                    message: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
+        let mut links = HashMap::new();
+        walk(store, &mut reader, &label, &img.record.root.tree, String::new(), &bad, &mut links, &mut rep);
     }
     progress.finish();
     Ok(rep)
@@ -250,8 +244,10 @@ pub fn verify(store: &mut Store, progress: &dyn Progress) -> anyhow::Result<Veri
 /// First member (path, entry) of each hard-link group seen in an image.
 type Links = HashMap<u64, (String, crate::tree::TreeEntry)>;
 
+#[allow(clippy::too_many_arguments)]
 fn walk(
     store: &Store,
+    reader: &mut crate::store::BlobReader<'_>,
     label: &str,
     tree: &BlobId,
     at: String,
@@ -287,7 +283,7 @@ fn walk(
         });
         return;
     }
-    let t = match store.reader().tree(tree) {
+    let t = match reader.tree(tree) {
         Ok(t) => t,
         Err(e) => {
             rep.damaged_uses.push(DamagedUse {
@@ -316,7 +312,7 @@ fn walk(
             }
         }
         match &e.kind {
-            EntryKind::Dir { tree } => walk(store, label, tree, p, bad, links, rep),
+            EntryKind::Dir { tree } => walk(store, reader, label, tree, p, bad, links, rep),
             EntryKind::File { chunks, .. } => {
                 for c in chunks {
                     let wrong =
