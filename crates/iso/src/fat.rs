@@ -1,0 +1,1 @@
+//! FAT images for the EFI system partition. PLACEHOLDER: interface only.

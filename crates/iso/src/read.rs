@@ -1,0 +1,1 @@
+//! Reading ISO 9660 images. PLACEHOLDER: interface only.
