@@ -46,3 +46,21 @@ pub struct Rendered {
 pub struct CarriedArea {
     pub bytes: Vec<u8>,
 }
+
+/// What `iso info` shows about a system area (filled in by the hybrid module).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SystemAreaInfo {
+    pub kind: String,
+}
+
+/// Describes the system area of an image of `file_len` bytes.
+pub fn describe(_system_area: &[u8], _file_len: u64) -> SystemAreaInfo {
+    SystemAreaInfo::default()
+}
+
+impl CarriedArea {
+    /// Keeps the system area of an input image whose layout was `old`.
+    pub fn from_image(system_area: &[u8], _old: &Layout, _file_len: u64) -> anyhow::Result<Self> {
+        Ok(CarriedArea { bytes: system_area.to_vec() })
+    }
+}
