@@ -16,5 +16,6 @@ pub mod fat;
 pub mod hybrid;
 pub mod model;
 pub mod read;
+pub mod source;
 pub mod spec;
 pub mod write;
