@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let r = capture(&mut s, &a.src, &opts, &p)?;
             print_capture("captured", &a.src.display().to_string(), &r, a.json);
         }
+        Cmd::Iso(c) => return crate::iso::run(&g, c),
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
             let mut s = open(&g)?;
@@ -388,7 +389,7 @@ fn store_path(g: &Global) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn open(g: &Global) -> anyhow::Result<Store> {
+pub(crate) fn open(g: &Global) -> anyhow::Result<Store> {
     Store::open(&store_path(g)?)
 }
 

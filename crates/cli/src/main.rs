@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod human;
+mod iso;
 mod progress;
 mod sigpipe;
 

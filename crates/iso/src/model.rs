@@ -150,7 +150,8 @@ impl Tree {
     pub fn remove(&mut self, path: &[Vec<u8>]) -> anyhow::Result<Entry> {
         let Some((last, dir)) = path.split_last() else { bail!("cannot remove the top directory") };
         let entries = self.dir_mut(dir)?;
-        let i = entries.iter().position(|e| &e.name == last).with_context(|| format!("{} does not exist", join(path)))?;
+        let i =
+            entries.iter().position(|e| &e.name == last).with_context(|| format!("{} does not exist", join(path)))?;
         Ok(entries.remove(i))
     }
 
@@ -164,7 +165,12 @@ impl Tree {
             let pos = match cur.iter().position(|e| &e.name == n) {
                 Some(p) => p,
                 None => {
-                    cur.push(Entry { name: n.clone(), meta: parent_meta.clone(), kind: Kind::Dir(Vec::new()), link: None });
+                    cur.push(Entry {
+                        name: n.clone(),
+                        meta: parent_meta.clone(),
+                        kind: Kind::Dir(Vec::new()),
+                        link: None,
+                    });
                     cur.len() - 1
                 }
             };

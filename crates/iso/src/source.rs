@@ -11,7 +11,8 @@ use crate::model::{Content, Entry, Kind, Meta, Tree};
 /// Scans `root` (never following symlinks) into a tree whose files are
 /// read from the host when the image is written.
 pub fn tree_from_dir(root: &Path) -> anyhow::Result<(Tree, ScanStats)> {
-    let (meta, nodes, stats) = scan(root, &ScanOptions::default()).with_context(|| format!("scanning {}", root.display()))?;
+    let (meta, nodes, stats) =
+        scan(root, &ScanOptions::default()).with_context(|| format!("scanning {}", root.display()))?;
     let entries = convert(root, nodes);
     Ok((Tree { root: Meta::from(&meta), entries }, stats))
 }

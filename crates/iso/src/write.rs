@@ -56,7 +56,8 @@ pub fn copy_content<'e>(
             let mut total = 0u64;
             for &(off, len) in ranges {
                 f.seek(SeekFrom::Start(off))?;
-                let n = std::io::copy(&mut (&mut f).take(len), out).with_context(|| format!("reading {}", file.display()))?;
+                let n = std::io::copy(&mut (&mut f).take(len), out)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 if n != len {
                     bail!("{}: extent at byte {off} ({len} bytes) runs past the end of the file", file.display());
                 }
@@ -125,7 +126,8 @@ pub fn write_image(
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let guard = TempGuard(&tmp);
     let mut w = Sink { w: BufWriter::with_capacity(1 << 20, f), pos: 0 };
-    let report = plan.stream(&mut w, &boot, external, progress).with_context(|| format!("writing {}", out.display()))?;
+    let report =
+        plan.stream(&mut w, &boot, external, progress).with_context(|| format!("writing {}", out.display()))?;
     let f = w.w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
     f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
     drop(f);
@@ -226,7 +228,9 @@ fn prepare_boot(tree: &mut Tree, image: &Image) -> anyhow::Result<BootPlan> {
                         bail!("boot image {} is empty", model::join(path));
                     }
                 }
-                Some(other) => bail!("boot image {} is a {}, not a regular file", model::join(path), other.kind.type_name()),
+                Some(other) => {
+                    bail!("boot image {} is a {}, not a regular file", model::join(path), other.kind.type_name())
+                }
                 None => bail!("boot image {} is not in the tree", model::join(path)),
             }
             if Some(path) == catalog.as_ref() {
@@ -915,8 +919,7 @@ impl NameSet {
         for n in 1u64.. {
             let suffix: Vec<u16> = format!("~{n}").encode_utf16().collect();
             let keep = units.len().min(64 - suffix.len());
-            let cand: Vec<u8> =
-                units[..keep].iter().chain(suffix.iter()).flat_map(|u| u.to_be_bytes()).collect();
+            let cand: Vec<u8> = units[..keep].iter().chain(suffix.iter()).flat_map(|u| u.to_be_bytes()).collect();
             if self.used.insert(cand.clone()) {
                 return cand;
             }
@@ -1208,11 +1211,8 @@ impl Plan<'_> {
         } else {
             ((dir.lba, dir.size), (parent.lba, parent.size))
         };
-        let (dot, dotdot) = if joliet {
-            (Vec::new(), Vec::new())
-        } else {
-            (dir.dot.render_inline(), dir.dotdot.render_inline())
-        };
+        let (dot, dotdot) =
+            if joliet { (Vec::new(), Vec::new()) } else { (dir.dot.render_inline(), dir.dotdot.render_inline()) };
         push_record(&mut buf, &dir_record(&[0], me.0, me.1, dir.mtime, FLAG_DIR, &dot));
         push_record(&mut buf, &dir_record(&[1], up.0, up.1, parent.mtime, FLAG_DIR, &dotdot));
         for r in if joliet { &dir.jrecs } else { &dir.recs } {
@@ -1417,10 +1417,8 @@ impl Plan<'_> {
         let seed = self.seed();
         let rendered: Option<Rendered> = match &self.image.system_area {
             SystemArea::None => None,
-            SystemArea::Hybrid(_) | SystemArea::Carried(_) => {
-                let _ = (&layout, seed);
-                bail!("TEMP: hybrid pending")
-            }
+            SystemArea::Hybrid(h) => Some(h.render(&layout, seed).context("laying out the hybrid MBR/GPT")?),
+            SystemArea::Carried(c) => Some(c.render(&layout).context("carrying the input's MBR/GPT over")?),
         };
         match &rendered {
             Some(r) => {

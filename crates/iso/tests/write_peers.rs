@@ -52,7 +52,15 @@ fn xorriso_bsdtar_isoinfo_read_what_we_write() {
     let x = t.path().join("x");
     std::fs::create_dir(&x).unwrap();
     sh(&format!("bsdtar -xf {} -C {}", iso.display(), x.display()));
-    let d = Command::new("diff").arg("-r").arg("--no-dereference").arg("-x").arg("fifo").arg(&src).arg(&x).output().unwrap();
+    let d = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg("-x")
+        .arg("fifo")
+        .arg(&src)
+        .arg(&x)
+        .output()
+        .unwrap();
     assert!(d.status.success(), "diff: {}", String::from_utf8_lossy(&d.stdout));
     let lt = sh(&format!("readlink {}/longlink", x.display()));
     assert_eq!(lt.trim(), std::fs::read_link(src.join("longlink")).unwrap().to_str().unwrap());
@@ -63,4 +71,18 @@ fn xorriso_bsdtar_isoinfo_read_what_we_write() {
         let j = sh(&format!("isoinfo -J -l -i {}", iso.display()));
         assert!(j.contains("Mixed Case Dir"), "{j}");
     }
+}
+
+/// Builds an ISO of the directory in `SLIPWAY_ISO_BENCH_SRC` to
+/// `SLIPWAY_ISO_BENCH_OUT` (a manual timing aid; skipped otherwise).
+#[test]
+fn manual_build_from_env() {
+    let (Ok(src), Ok(out)) = (std::env::var("SLIPWAY_ISO_BENCH_SRC"), std::env::var("SLIPWAY_ISO_BENCH_OUT")) else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    let (tree, _) = tree_from_dir(Path::new(&src)).unwrap();
+    let image = Image { joliet: true, created: 1_700_000_000, ..Default::default() };
+    let r = write_image(tree, &image, None, Path::new(&out), &|_, _| {}).unwrap();
+    eprintln!("built {} bytes in {:?}", r.bytes, t.elapsed());
 }
