@@ -1527,7 +1527,9 @@ impl Plan<'_> {
             done += fd.size;
             progress(done, total);
         }
-        w.pad_to(self.fs_sectors)?;
+        if w.pos < self.fs_sectors * SECTOR {
+            w.pad_to(self.fs_sectors)?;
+        }
         w.pad_to(self.end_sectors)?;
         if let Some(r) = &rendered {
             w.write_all(&r.tail)?;
