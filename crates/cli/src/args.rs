@@ -359,7 +359,7 @@ pub struct IsoBuildArgs {
 pub struct VolumeArgs {
     /// Volume id, up to 32 characters (A-Z, 0-9, _ for strict readers)
     /// [default: from the source's name]
-    #[arg(long, short = 'V', value_name = "ID")]
+    #[arg(long, value_name = "ID")]
     pub volume_id: Option<String>,
     /// Publisher, up to 128 characters
     #[arg(long, value_name = "TEXT")]

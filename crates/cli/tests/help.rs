@@ -21,6 +21,12 @@ const COMMANDS: &[&[&str]] = &[
     &["gc"],
     &["export"],
     &["import-tar"],
+    &["iso"],
+    &["iso", "build"],
+    &["iso", "ls"],
+    &["iso", "info"],
+    &["iso", "extract"],
+    &["iso", "edit"],
 ];
 
 #[test]
