@@ -49,7 +49,20 @@ pub fn run(g: &Global, cmd: IsoCmd) -> anyhow::Result<i32> {
             if a.json {
                 print_json(&json!({"schema": "slipway.iso-extract/1", "iso": a.iso, "dest": a.dest, "report": r}));
             } else {
-                println!("extracted {} into {}: {}", a.iso.display(), a.dest.display(), serde_json::to_string(&r)?);
+                println!(
+                    "extracted {} into {}: {} files ({}), {} dirs, {} symlinks, {} hard links, {} other entries",
+                    a.iso.display(),
+                    a.dest.display(),
+                    r.files,
+                    bytes(r.bytes),
+                    r.dirs,
+                    r.symlinks,
+                    r.hardlinks,
+                    r.specials
+                );
+                for s in &r.skipped {
+                    println!("  skipped {s} (sockets cannot be made)");
+                }
             }
             Ok(0)
         }
@@ -592,31 +605,103 @@ fn ls(
     Ok(0)
 }
 
-/// Human output of `iso info`: the JSON report, indented as text.
+/// Human output of `iso info`: one line per descriptor, boot entry and
+/// partition (the JSON form has every field).
 fn print_info(v: &serde_json::Value) {
-    fn walk(v: &serde_json::Value, indent: usize, key: &str) {
-        let pad = "  ".repeat(indent);
-        match v {
-            serde_json::Value::Object(m) => {
-                if !key.is_empty() {
-                    println!("{pad}{key}:");
+    let t = |x: &serde_json::Value| -> String {
+        match x {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            x => x.to_string(),
+        }
+    };
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let mut head = format!(
+        "{}: {}, volume {:?}, {} sectors",
+        t(&v["file"]),
+        bytes(n(&v["size"])),
+        t(&v["volume_id"]),
+        n(&v["volume_space_sectors"])
+    );
+    if v["rock_ridge"].as_bool() == Some(true) {
+        head.push_str(", Rock Ridge");
+    }
+    if !v["joliet"].is_null() {
+        head.push_str(&format!(", Joliet level {}", t(&v["joliet"])));
+    }
+    println!("{head}");
+    println!("volume descriptors:");
+    for d in v["volume_descriptors"].as_array().into_iter().flatten() {
+        let mut line = format!("  {:>4} {:<14}", n(&d["lba"]), t(&d["type"]));
+        if let Some(id) = d["volume_id"].as_str() {
+            line.push_str(&format!(" {id:?}"));
+        }
+        if let Some(c) = d["created"].as_i64() {
+            line.push_str(&format!(" created {}", slipway_store::rfc3339(c)));
+        }
+        if let Some(a) = d["application"].as_str().filter(|a| !a.is_empty()) {
+            line.push_str(&format!(" by {a:?}"));
+        }
+        if let Some(b) = d["boot_system_id"].as_str() {
+            line.push_str(&format!(" {b}, catalog at sector {}", t(&d["boot_catalog_lba"])));
+        }
+        println!("{line}");
+    }
+    match v["el_torito"].as_object() {
+        None => println!("El Torito: none (not bootable from CD)"),
+        Some(e) => {
+            println!("El Torito catalog at sector {} ({}):", t(&e["catalog_lba"]), t(&e["catalog_path"]));
+            for (i, b) in e["entries"].as_array().into_iter().flatten().enumerate() {
+                let mut opts = Vec::new();
+                if b["info_table"].as_bool() == Some(true) {
+                    opts.push("boot-info-table");
                 }
-                for (k, x) in m {
-                    walk(x, indent + usize::from(!key.is_empty()), k);
+                if b["grub2_boot_info"].as_bool() == Some(true) {
+                    opts.push("grub2-boot-info");
                 }
+                if b["appended"].as_bool() == Some(true) {
+                    opts.push("appended");
+                }
+                println!(
+                    "  {} {:<5} {:<12} {} sector {} {} load {} {} {}",
+                    i + 1,
+                    t(&b["platform"]),
+                    t(&b["emulation"]),
+                    if b["bootable"].as_bool() == Some(true) { "bootable" } else { "not-bootable" },
+                    n(&b["lba"]),
+                    bytes(n(&b["bytes"])),
+                    n(&b["load_sectors"]),
+                    b["path"].as_str().unwrap_or("(hidden)"),
+                    opts.join(",")
+                );
             }
-            serde_json::Value::Array(a) => {
-                println!("{pad}{key}: {}", if a.is_empty() { "none" } else { "" });
-                for (i, x) in a.iter().enumerate() {
-                    walk(x, indent + 1, &format!("{}", i + 1));
-                }
-            }
-            serde_json::Value::Null => println!("{pad}{key}: -"),
-            serde_json::Value::String(s) => println!("{pad}{key}: {s}"),
-            x => println!("{pad}{key}: {x}"),
         }
     }
-    walk(v, 0, "");
+    let sa = &v["system_area"];
+    println!("system area: {}", t(&sa["kind"]));
+    for p in sa["partitions"].as_array().into_iter().flatten() {
+        println!(
+            "  MBR {}: status 0x{:02x} type 0x{:02x} start {} blocks {}",
+            n(&p["number"]),
+            n(&p["status"]),
+            n(&p["type"]),
+            n(&p["start"]),
+            n(&p["blocks"])
+        );
+    }
+    for p in sa["gpt"]["partitions"].as_array().into_iter().flatten() {
+        println!(
+            "  GPT {}: {:?} {} sectors {}..{}",
+            n(&p["number"]),
+            t(&p["name"]),
+            t(&p["type_name"]),
+            n(&p["first_lba"]),
+            n(&p["last_lba"])
+        );
+    }
+    for p in v["problems"].as_array().into_iter().flatten() {
+        println!("problem: {}", t(p));
+    }
 }
 
 fn print_json(v: &serde_json::Value) {
