@@ -79,10 +79,8 @@ pub fn esp_image(
     // the content fits: no content is written before it does.
     for _ in 0..64 {
         let mut disk = Cursor::new(vec![0u8; size as usize]);
-        let formatted = fatfs::format_volume(
-            &mut disk,
-            fatfs::FormatVolumeOptions::new().volume_id(0).volume_label(*LABEL),
-        );
+        let formatted =
+            fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new().volume_id(0).volume_label(*LABEL));
         if formatted.is_err() {
             // fatfs finds no FAT type whose cluster count fits this size.
             size += GRANULE;
@@ -95,7 +93,7 @@ pub fn esp_image(
         match result? {
             Fill::Done => {
                 let mut image = disk.into_inner();
-                drop_dot_long_names(&mut image).context("tidying the new FAT filesystem's directories")?;
+                tidy_directories(&mut image).context("tidying the new FAT filesystem's directories")?;
                 set_volume_id(&mut image);
                 return Ok(image);
             }
@@ -108,7 +106,10 @@ pub fn esp_image(
 enum Fill {
     Done,
     /// The formatted filesystem lacks `missing` clusters of `cluster` bytes.
-    Short { cluster: u64, missing: u64 },
+    Short {
+        cluster: u64,
+        missing: u64,
+    },
 }
 
 fn fill(
@@ -153,7 +154,8 @@ fn write_dir<T: fatfs::ReadWriteSeek>(
                 write_dir(&sub, children, &p, external.as_mut().map(|x| &mut **x as _))?;
             }
             Kind::File { size, content } => {
-                let mut f = dir.create_file(name).with_context(|| format!("creating {} in the ESP", model::join(&p)))?;
+                let mut f =
+                    dir.create_file(name).with_context(|| format!("creating {} in the ESP", model::join(&p)))?;
                 crate::write::copy_content(content, *size, external.as_mut().map(|x| &mut **x as _), &mut f)
                     .with_context(|| format!("copying {} into the ESP", model::join(&p)))?;
                 f.flush().with_context(|| format!("writing {} into the ESP", model::join(&p)))?;
@@ -287,7 +289,7 @@ impl Geometry {
         Ok(Geometry {
             fat_start: reserved * bps,
             fat_bits,
-            root_region: (fat_bits != 32).then(|| root_start..data_start),
+            root_region: (fat_bits != 32).then_some(root_start..data_start),
             root_cluster: u32_at(44) as u32,
             data_start,
             cluster_bytes: spc * bps,
@@ -309,7 +311,11 @@ impl Geometry {
                 12 => {
                     let at = self.fat_start + c as usize * 3 / 2;
                     let v = u16::from_le_bytes([img[at], img[at + 1]]) as u32;
-                    if c % 2 == 1 { v >> 4 } else { v & 0xFFF }
+                    if c % 2 == 1 {
+                        v >> 4
+                    } else {
+                        v & 0xFFF
+                    }
                 }
                 16 => {
                     let at = self.fat_start + c as usize * 2;
@@ -333,23 +339,27 @@ impl Geometry {
     }
 }
 
-/// fatfs 0.3 writes long-name entries in front of the `.` and `..`
-/// entries of every directory it creates, which `fsck.vfat` reports
-/// ("Expected a valid '.' entry in this slot") and strict readers may
-/// trip over. This drops them and closes up each directory.
-fn drop_dot_long_names(img: &mut [u8]) -> anyhow::Result<()> {
+/// Repairs two things fatfs 0.3 gets wrong in the directories it creates,
+/// both of which `fsck.vfat` reports and strict readers may trip over:
+/// it writes long-name entries in front of the `.` and `..` entries
+/// ("Expected a valid '.' entry in this slot"), which are dropped here and
+/// each directory closed up; and on FAT32 it points `..` of a directory in
+/// the root at the root's cluster, where the specification wants 0.
+fn tidy_directories(img: &mut [u8]) -> anyhow::Result<()> {
     let g = Geometry::read(img)?;
     let root = match &g.root_region {
         Some(r) => vec![r.clone()],
         None => g.chain(img, g.root_cluster)?,
     };
-    let mut pending = vec![root];
+    // Directories to do: their byte ranges, and whether the root holds them.
+    let mut pending = vec![(root, false)];
     let mut seen = 0u32;
-    while let Some(ranges) = pending.pop() {
+    while let Some((ranges, in_root)) = pending.pop() {
         seen += 1;
         if seen > g.clusters + 1 {
             bail!("directory tree loops");
         }
+        let is_root = seen == 1;
         let bytes: Vec<u8> = ranges.iter().flat_map(|r| img[r.clone()].iter().copied()).collect();
         let mut out = Vec::with_capacity(bytes.len());
         let mut run: Vec<&[u8]> = Vec::new();
@@ -361,16 +371,22 @@ fn drop_dot_long_names(img: &mut [u8]) -> anyhow::Result<()> {
                 run.push(e);
                 continue;
             }
-            if e[0] != b'.' {
+            let mut entry: [u8; 32] = e.try_into().expect("32 bytes");
+            if e[0] == b'.' {
+                if &e[..2] == b".." && in_root {
+                    entry[20..22].fill(0);
+                    entry[26..28].fill(0);
+                }
+            } else {
                 run.iter().for_each(|l| out.extend_from_slice(l));
                 if e[0] != 0xE5 && e[11] & 0x10 != 0 && e[11] & 0x08 == 0 {
                     let hi = if g.fat_bits == 32 { u16::from_le_bytes([e[20], e[21]]) as u32 } else { 0 };
-                    let first = hi << 16 | u16::from_le_bytes([e[26], e[27]]) as u32;
-                    pending.push(g.chain(img, first)?);
+                    let first = (hi << 16) | u16::from_le_bytes([e[26], e[27]]) as u32;
+                    pending.push((g.chain(img, first)?, is_root));
                 }
             }
             run.clear();
-            out.extend_from_slice(e);
+            out.extend_from_slice(&entry);
         }
         out.resize(bytes.len(), 0);
         let mut at = 0;

@@ -192,11 +192,8 @@ fn blocks(bytes: u64) -> u64 {
 fn chs(lba: u64, geometry: Geometry) -> [u8; 3] {
     let Geometry { heads, track } = geometry;
     let cylinder = lba / (heads * track);
-    let (c, h, s) = if cylinder > 1023 {
-        (1023, heads - 1, track)
-    } else {
-        (cylinder, lba / track % heads, lba % track + 1)
-    };
+    let (c, h, s) =
+        if cylinder > 1023 { (1023, heads - 1, track) } else { (cylinder, lba / track % heads, lba % track + 1) };
     [h as u8, (s as u8) | ((c >> 2) & 0xC0) as u8, c as u8]
 }
 
@@ -439,11 +436,13 @@ impl HybridOptions {
 
         let mut tail = vec![0u8; ((total - end) * BLOCK) as usize];
         if self.gpt {
-            let place = GptPlace { total, entries_lba: 2, entry_blocks: GPT_ENTRY_BLOCKS, first_usable: SYSTEM_AREA_BLOCKS };
+            let place =
+                GptPlace { total, entries_lba: 2, entry_blocks: GPT_ENTRY_BLOCKS, first_usable: SYSTEM_AREA_BLOCKS };
             let mut entries = vec![0u8; (GPT_ENTRIES * GPT_ENTRY_SIZE) as usize];
             // Whole ISO sectors below the backup GPT, as xorriso does.
             let iso_end = p1_end.min((place.last_usable() + 1) / PER_SECTOR * PER_SECTOR);
-            let iso = gpt_entry(&GUID_BASIC_DATA, &derive_guid(&disk_guid_seed, 1), 0, iso_end - 1, GPT_ATTR_ISO, "ISO9660");
+            let iso =
+                gpt_entry(&GUID_BASIC_DATA, &derive_guid(&disk_guid_seed, 1), 0, iso_end - 1, GPT_ATTR_ISO, "ISO9660");
             entries[..128].copy_from_slice(&iso);
             if let Some((start, count)) = esp {
                 let e = gpt_entry(&GUID_ESP, &derive_guid(&disk_guid_seed, 2), start, start + count - 1, 0, "EFI boot");
@@ -978,9 +977,11 @@ impl CarriedArea {
             // known to re-target, so it is kept byte for byte.
             return Ok(CarriedArea { bytes: sa.to_vec(), plan: None });
         }
-        let ends = OldEnds { file: blocks(file_len), fs: old.fs_sectors * PER_SECTOR, written: old.end_sectors * PER_SECTOR };
+        let ends =
+            OldEnds { file: blocks(file_len), fs: old.fs_sectors * PER_SECTOR, written: old.end_sectors * PER_SECTOR };
 
-        let mut plan = CarryPlan { old_boot: old.boot.clone(), pointer: None, mbr: Vec::new(), gpt: None, cyl_align: false };
+        let mut plan =
+            CarryPlan { old_boot: old.boot.clone(), pointer: None, mbr: Vec::new(), gpt: None, cyl_align: false };
         if mbr {
             let value = le64(sa, BOOT_POINTER);
             if value != 0 {
@@ -1235,7 +1236,10 @@ mod tests {
         assert_eq!(&sa[446 + 5..446 + 8], &[63, 32, 48]);
         let g = info.gpt.unwrap();
         assert!(g.entries_ok && g.backup_in_image);
-        assert_eq!((g.first_usable, g.last_usable, g.backup_lba, g.entries_lba, g.entry_count), (64, 100_288, 100_351, 2, 248));
+        assert_eq!(
+            (g.first_usable, g.last_usable, g.backup_lba, g.entries_lba, g.entry_count),
+            (64, 100_288, 100_351, 2, 248)
+        );
         assert_eq!(g.partitions.len(), 2);
         assert_eq!((g.partitions[0].first_lba, g.partitions[0].last_lba), (0, 100_287));
         assert_eq!(g.partitions[0].type_name, Some("Basic data"));
@@ -1388,7 +1392,10 @@ mod tests {
         assert!(r.tail.is_empty());
         let info = describe_with_boot(&r.system_area, 3000 * 2048, &new.boot);
         assert_eq!(info.boot_pointer.unwrap().value, 1500 * 4 + 4);
-        assert_eq!(info.partitions, vec![MbrPartition { number: 1, status: 0x80, kind: 0xCD, start: 1, blocks: 11999 }]);
+        assert_eq!(
+            info.partitions,
+            vec![MbrPartition { number: 1, status: 0x80, kind: 0xCD, start: 1, blocks: 11999 }]
+        );
     }
 
     #[test]
@@ -1420,7 +1427,8 @@ mod tests {
     #[test]
     fn carry_refuses_partitions_pointing_elsewhere() {
         let old = layout(845, &[(PLATFORM_BIOS, 466, 2048)]);
-        let mut sa = HybridOptions { mbr_code: Some(isohdpfx()), gpt: false }.render(&old, [1; 16]).unwrap().system_area;
+        let mut sa =
+            HybridOptions { mbr_code: Some(isohdpfx()), gpt: false }.render(&old, [1; 16]).unwrap().system_area;
         put_mbr_partition(&mut sa, 2, 0, 0x83, 5000, 100, ISOHYBRID_GEOMETRY).unwrap();
         let err = CarriedArea::from_image(&sa, &old, 2 << 20).unwrap_err().to_string();
         assert!(err.contains("cannot carry over MBR partition 3 (type 0x83, start 5000, blocks 100)"), "{err}");
@@ -1428,6 +1436,98 @@ mod tests {
         put_mbr_partition(&mut sa, 2, 0, 0x83, 10, 20, ISOHYBRID_GEOMETRY).unwrap();
         let r = CarriedArea::from_image(&sa, &old, 2 << 20).unwrap().render(&shifted(&old, 10)).unwrap();
         assert_eq!(&r.system_area[478..494], &sa[478..494]);
+    }
+
+    /// Runs a command; `None` when it is not installed.
+    fn run(cmd: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
+        let out = std::process::Command::new(cmd).args(args).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd} failed:\n{text}");
+        Some(text)
+    }
+
+    /// Fields of the report line that starts with `key`, after the colon.
+    fn report<'a>(text: &'a str, key: &str) -> Vec<Vec<&'a str>> {
+        text.lines()
+            .filter(|l| l.starts_with(key))
+            .map(|l| l.split_once(':').map_or("", |(_, v)| v).split_whitespace().collect())
+            .collect()
+    }
+
+    #[test]
+    fn xorriso_reads_rendered_area_on_a_real_image() {
+        use std::ffi::OsStr;
+        let isolinux = std::path::Path::new("/usr/lib/ISOLINUX/isolinux.bin");
+        let Ok(code) = std::fs::read("/usr/lib/ISOLINUX/isohdpfx.bin") else {
+            eprintln!("skipping: isolinux is not installed");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+        std::fs::copy(isolinux, tree.join("isolinux/isolinux.bin")).unwrap();
+        let efi = crate::model::Entry {
+            name: b"BOOTX64.EFI".to_vec(),
+            meta: Default::default(),
+            kind: crate::model::Kind::File {
+                size: 4000,
+                content: crate::model::Content::Bytes(std::sync::Arc::from(vec![0x4D; 4000])),
+            },
+            link: None,
+        };
+        let boot = crate::model::Entry {
+            name: b"BOOT".to_vec(),
+            meta: Default::default(),
+            kind: crate::model::Kind::Dir(vec![efi]),
+            link: None,
+        };
+        let esp = crate::fat::esp_image(b"EFI", &[boot], None, 0).unwrap();
+        std::fs::write(tree.join("efi.img"), &esp).unwrap();
+        let plain = dir.path().join("plain.iso");
+        let (out, src) = (plain.to_str().unwrap(), tree.to_str().unwrap());
+        #[rustfmt::skip]
+        let args = [
+            "-as", "mkisofs", "-o", out, "-R", "-b", "isolinux/isolinux.bin", "-c", "boot.cat", "-no-emul-boot",
+            "-boot-load-size", "4", "-boot-info-table", "-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot", src,
+        ]
+        .map(OsStr::new);
+        if run("xorriso", &args).is_none() {
+            eprintln!("skipping: xorriso is not installed");
+            return;
+        }
+        let indev = |p: &std::path::Path, what: &str| {
+            run("xorriso", &[OsStr::new("-indev"), p.as_os_str(), OsStr::new(what), OsStr::new("plain")]).unwrap()
+        };
+        let catalog = indev(&plain, "-report_el_torito");
+        let lbas: Vec<u64> = report(&catalog, "El Torito boot img").iter().map(|f| f[7].parse().unwrap()).collect();
+        let mut iso = std::fs::read(&plain).unwrap();
+        let l = Layout {
+            fs_sectors: le32(&iso, 0x8050) as u64,
+            end_sectors: iso.len() as u64 / SECTOR,
+            boot: vec![
+                (PLATFORM_BIOS, Extent { lba: lbas[0], bytes: std::fs::metadata(isolinux).unwrap().len() }),
+                (PLATFORM_EFI, Extent { lba: lbas[1], bytes: esp.len() as u64 }),
+            ],
+        };
+        let r = HybridOptions { mbr_code: Some(code), gpt: true }.render(&l, [9; 16]).unwrap();
+        iso[..SYSTEM_AREA_BYTES].copy_from_slice(&r.system_area);
+        iso.extend_from_slice(&r.tail);
+        let hybrid = dir.path().join("hybrid.iso");
+        std::fs::write(&hybrid, &iso).unwrap();
+
+        let text = indev(&hybrid, "-report_system_area");
+        assert_eq!(report(&text, "System area summary"), [["MBR", "isohybrid", "cyl-align-on", "GPT"]], "{text}");
+        let total = (iso.len() / 512).to_string();
+        let (esp_start, esp_blocks) = ((lbas[1] * 4).to_string(), (esp.len() / 512).to_string());
+        assert_eq!(
+            report(&text, "MBR partition      :"),
+            [vec!["1", "0x80", "0x00", "0", &total], vec!["2", "0x00", "0xef", &esp_start, &esp_blocks]],
+            "{text}"
+        );
+        assert_eq!(report(&text, "GPT start and size :")[1], ["2", &esp_start, &esp_blocks], "{text}");
+        let range = &report(&text, "GPT lba range")[0];
+        assert_eq!((range[0], range[2]), ("64", (iso.len() / 512 - 1).to_string().as_str()), "{text}");
+        assert_eq!(report(&text, "GPT partition path :"), [["2", "/efi.img"]], "xorriso matched the ESP to efi.img");
     }
 
     #[test]

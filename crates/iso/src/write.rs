@@ -45,8 +45,8 @@ pub fn copy_content<'e>(
             out.write_all(b)?;
         }
         Content::Path(p) => {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            let n = std::io::copy(&mut f.take(size), out).with_context(|| format!("reading {}", p.display()))?;
+            let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let n = copy_exact(&mut f, size, out).with_context(|| format!("reading {}", p.display()))?;
             if n != size {
                 bail!("{} is {n} bytes now, {size} when it was scanned; it changed during the build", p.display());
             }
@@ -56,8 +56,7 @@ pub fn copy_content<'e>(
             let mut total = 0u64;
             for &(off, len) in ranges {
                 f.seek(SeekFrom::Start(off))?;
-                let n = std::io::copy(&mut (&mut f).take(len), out)
-                    .with_context(|| format!("reading {}", file.display()))?;
+                let n = copy_exact(&mut f, len, out).with_context(|| format!("reading {}", file.display()))?;
                 if n != len {
                     bail!("{}: extent at byte {off} ({len} bytes) runs past the end of the file", file.display());
                 }
@@ -74,6 +73,29 @@ pub fn copy_content<'e>(
     }
     Ok(())
 }
+
+/// Copies up to `len` bytes from `r` to `out` in large blocks (so that a
+/// sink can turn long zero runs into holes); returns the bytes copied.
+fn copy_exact(r: &mut File, len: u64, out: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; (len.min(COPY_BLOCK as u64)) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+const COPY_BLOCK: usize = 1 << 20;
+/// Zero runs at least this long become holes in the output file.
+const HOLE_MIN: usize = 64 << 10;
 
 /// What a finished build reports.
 #[derive(Clone, Debug, Serialize)]
@@ -125,10 +147,14 @@ pub fn write_image(
     let tmp = dir.join(tmp_name);
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let guard = TempGuard(&tmp);
-    let mut w = Sink { w: BufWriter::with_capacity(1 << 20, f), pos: 0 };
+    let mut w = Sink { w: BufWriter::with_capacity(1 << 20, f), pos: 0, hole_at_end: false };
     let report =
         plan.stream(&mut w, &boot, external, progress).with_context(|| format!("writing {}", out.display()))?;
+    let (pos, hole_at_end) = (w.pos, w.hole_at_end);
     let f = w.w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
+    if hole_at_end {
+        f.set_len(pos).with_context(|| format!("writing {}", tmp.display()))?;
+    }
     f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
@@ -150,12 +176,26 @@ impl Drop for TempGuard<'_> {
 struct Sink {
     w: BufWriter<File>,
     pos: u64,
+    /// The last bytes were skipped: the file must be extended to `pos`.
+    hole_at_end: bool,
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Long runs of zeros (holes of sparse sources, padding) are skipped
+        // with a seek, so the image is sparse where its sources are.
+        if buf.len() >= HOLE_MIN && buf.iter().all(|&b| b == 0) {
+            self.w.flush()?;
+            self.w.get_mut().seek(SeekFrom::Current(buf.len() as i64))?;
+            self.pos += buf.len() as u64;
+            self.hole_at_end = true;
+            return Ok(buf.len());
+        }
         let n = self.w.write(buf)?;
         self.pos += n as u64;
+        if n > 0 {
+            self.hole_at_end = false;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -165,7 +205,7 @@ impl Write for Sink {
 
 impl Sink {
     fn zeros(&mut self, mut n: u64) -> std::io::Result<()> {
-        let z = [0u8; 8192];
+        let z = [0u8; HOLE_MIN];
         while n > 0 {
             let k = n.min(z.len() as u64) as usize;
             self.write_all(&z[..k])?;
