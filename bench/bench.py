@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Helpers for the slipway benchmark harness (bench/run.sh). Standard library only.
 
-Sub-commands (run.sh calls all of them; they are also usable on their own):
+Sub-commands (run.sh calls size, compare, report, markdown and randfile; bench/iso.sh calls
+iso-report; all are also usable on their own):
 
   bench.py size PATH...
       Prints "FILE_BYTES ALLOC_BYTES FILES" for the given files/directories.
@@ -26,6 +27,12 @@ Sub-commands (run.sh calls all of them; they are also usable on their own):
 
   bench.py markdown RESULTS.json OUT.md
       Renders docs/benchmarks.md from a results JSON.
+
+  bench.py iso-report --raw RAW.jsonl --meta META.json --out OUT.json
+      Reads the raw measurements of bench/iso.sh (slipway iso build against
+      xorriso -as mkisofs -R -J on one root), computes medians, sizes and the ratios
+      slipway / xorriso, evaluates "at least as fast, no larger" (PASS/FAIL; N/A when
+      slipway did not run), prints the table and writes everything to OUT.
 
   bench.py randfile SEED SIZE PATH
       Writes SIZE deterministic pseudo-random bytes to PATH (Python's Mersenne Twister
@@ -501,6 +508,104 @@ def fidelity_summary(f):
     return f"of {f['entries']} entries: " + ", ".join(parts) + "; all else identical"
 
 
+# ---------------------------------------------------------------------- iso-report
+
+ISO_TOOLS = ["slipway", "xorriso"]
+
+
+def cmd_iso_report(args):
+    recs = load_raw(args.raw)
+    with open(args.meta) as f:
+        meta = json.load(f)
+    times = [r for r in recs if r["kind"] == "time"]
+    sizes = [r for r in recs if r["kind"] == "size"]
+    root = meta["root"]
+    med = {}
+    for tool in ISO_TOOLS:
+        t = [r for r in times if r["tool"] == tool]
+        sz = [r for r in sizes if r["tool"] == tool]
+        m = {"runs": len(t)}
+        if t:
+            m["build_s"] = median([r["wall_s"] for r in t])
+            m["build_s_min"] = min(r["wall_s"] for r in t)
+            m["build_s_max"] = max(r["wall_s"] for r in t)
+            m["build_cpu_s"] = median([r["user_s"] + r["sys_s"] for r in t])
+            m["build_rss_mib"] = median([r["rss_kib"] for r in t]) / 1024
+            m["build_MBps"] = root["file_bytes"] / 1e6 / m["build_s"] if m["build_s"] else None
+        if sz:
+            m["iso_bytes"] = median([r["bytes"] for r in sz])
+            m["iso_alloc_bytes"] = median([r["alloc_bytes"] for r in sz])
+        chk = [r for r in recs if r["kind"] == "check" and r["tool"] == tool]
+        if chk:
+            m["bsdtar_entries"] = chk[0]["bsdtar_entries"]
+            m["check_media_good"] = chk[0]["check_media_good"]
+        errs = [r for r in recs if r["kind"] == "error" and r["tool"] == tool]
+        if errs:
+            m["error"] = {k: errs[0].get(k) for k in ("run", "status", "log", "tail")}
+        med[tool] = m
+
+    sw, xo = med["slipway"], med["xorriso"]
+    ratios = {}
+    for k in ("build_s", "build_cpu_s", "build_rss_mib", "iso_bytes"):
+        a, b = sw.get(k), xo.get(k)
+        ratios[k] = (a / b) if (a is not None and b) else None
+    name = "slipway iso build at least as fast as xorriso -as mkisofs -R -J, ISO no larger"
+    if sw.get("build_s") is None or sw.get("iso_bytes") is None:
+        err = sw.get("error")
+        why = (f"exit status {err.get('status')}; {err.get('tail') or 'no output'} (log: {err.get('log')})"
+               if err else "no measurement")
+        target = {"target": name, "pass": None, "detail": f"slipway iso build did not run: {why}"}
+    else:
+        fast = sw["build_s"] <= xo["build_s"]
+        small = sw["iso_bytes"] <= xo["iso_bytes"]
+        target = {"target": name, "pass": fast and small, "detail":
+                  f"time {sw['build_s']:.2f} s vs {xo['build_s']:.2f} s (x{ratios['build_s']:.2f}) "
+                  f"[{'ok' if fast else 'MISSED'}]; size {sw['iso_bytes']:,} vs {xo['iso_bytes']:,} B "
+                  f"(x{ratios['iso_bytes']:.3f}) [{'ok' if small else 'MISSED'}]"}
+    mach = machine_info(meta)
+    mach["versions"]["xorriso"] = run_cmd(["xorriso", "-version"]).splitlines()[0]
+    result = {
+        "schema": "slipway.bench-iso/1",
+        "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mode": meta.get("mode"),
+        "runs": len(sorted({r["run"] for r in times if r["tool"] == "xorriso"})),
+        "machine": mach,
+        "meta": meta,
+        "medians": med,
+        "ratios_slipway_over_xorriso": ratios,
+        "target": target,
+        "load": [r for r in recs if r["kind"] == "load"],
+        "raw": recs,
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    head = ["tool", "build s (min-max)", "CPU s", "peak RSS MiB", "MB/s", "ISO bytes", "bsdtar entries",
+            "check_media"]
+    rows = []
+    for tool in ISO_TOOLS:
+        m = med[tool]
+        if "build_s" not in m:
+            rows.append([tool, "failed", "", "", "", "", "", ""])
+            continue
+        rows.append([tool, f"{m['build_s']:.2f} ({m['build_s_min']:.2f}-{m['build_s_max']:.2f})",
+                     fmt(m["build_cpu_s"], ".2f"), fmt(m["build_rss_mib"], ".1f"), fmt(m["build_MBps"], ".0f"),
+                     f"{m['iso_bytes']:,}", str(m.get("bsdtar_entries", "n/a")),
+                     {True: "good", False: "BAD", None: "n/a"}[m.get("check_media_good")]])
+    print()
+    print(f"slipway ISO benchmark: medians of {result['runs']} run(s), mode {result['mode']}; root "
+          f"{root['path']}: {root['file_bytes']/1e6:.1f} MB in {root['files']} files, {root['entries']} entries")
+    print(text_table(head, rows))
+    r = ratios
+    print(f"slipway / xorriso: time {fmt(r['build_s'], '.2f')}, CPU {fmt(r['build_cpu_s'], '.2f')}, "
+          f"peak RSS {fmt(r['build_rss_mib'], '.2f')}, size {fmt(r['iso_bytes'], '.3f')}")
+    verdict = {True: "PASS", False: "FAIL", None: "N/A "}[target["pass"]]
+    print(f"  {verdict}  {target['target']}: {target['detail']}")
+    for l in result["load"]:
+        print(f"load ({l['when']}): {l['uptime']}")
+
+
 # ----------------------------------------------------------------------- markdown
 
 def cmd_markdown(args):
@@ -708,6 +813,11 @@ def main():
     p.add_argument("results")
     p.add_argument("out")
     p.set_defaults(fn=cmd_markdown)
+    p = sub.add_parser("iso-report")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_iso_report)
     p = sub.add_parser("randfile")
     p.add_argument("seed", type=int)
     p.add_argument("size", type=int)

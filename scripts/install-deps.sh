@@ -10,6 +10,10 @@ PKGS=(
   xorriso genisoimage isolinux syslinux-common mtools dosfstools
   wimtools casync zstd hyperfine time   # peers for benchmarks
   e2fsprogs          # mkfs.ext4 for the journaled bench filesystem
+  qemu-system-x86 ovmf                       # ISO boot tests: SeaBIOS and UEFI (TCG)
+  grub-efi-amd64-bin grub-pc-bin grub-common # GRUB for the UEFI boot fixture
+  debian-installer-12-netboot-amd64          # kernel + initrd the boot fixture starts
+  ipxe memtest86+ grub-rescue-pc             # vendor ISOs for the `iso edit` tests
 )
 
 missing=()

@@ -3,7 +3,7 @@
 //!
 //! - [`model`] is the tree an image is written from and read back into, with
 //!   the boot configuration; it is what `build`, `edit` and `extract` share.
-//! - [`write`] lays out and streams an image from a [`model::Tree`]: metadata
+//! - [`mod@write`] lays out and streams an image from a [`model::Tree`]: metadata
 //!   is planned in memory, file content is copied straight to the output.
 //! - [`read`] opens an image, checks every length and extent against the
 //!   file, and gives back the tree, the boot catalog and the system area.

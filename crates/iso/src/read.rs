@@ -323,6 +323,11 @@ impl IsoImage {
             }
         };
         let sa = self.system_area()?;
+        let boot_extents: Vec<(u8, crate::hybrid::Extent)> = el_torito
+            .iter()
+            .flat_map(|e| e.entries.iter())
+            .map(|b| (platform_id(&b.platform), crate::hybrid::Extent { lba: b.lba, bytes: b.bytes }))
+            .collect();
         Ok(IsoInfo {
             file: self.path.display().to_string(),
             size: self.len,
@@ -332,7 +337,7 @@ impl IsoImage {
             rock_ridge,
             joliet: self.joliet_level(),
             el_torito,
-            system_area: crate::hybrid::describe(&sa, self.len),
+            system_area: crate::hybrid::describe_with_boot(&sa, self.len, &boot_extents),
             problems,
         })
     }
@@ -399,4 +404,15 @@ fn describe_descriptor(d: &Descriptor) -> DescriptorInfo {
         _ => {}
     }
     info
+}
+
+/// The El Torito platform id behind [`crate::write::platform_name`]'s text.
+fn platform_id(name: &str) -> u8 {
+    match name {
+        "BIOS" => crate::spec::PLATFORM_BIOS,
+        "UEFI" => crate::spec::PLATFORM_EFI,
+        "PowerPC" => crate::spec::PLATFORM_PPC,
+        "Mac" => crate::spec::PLATFORM_MAC,
+        other => u8::from_str_radix(other.trim_start_matches("0x"), 16).unwrap_or(0xFF),
+    }
 }

@@ -130,14 +130,16 @@ pub fn read_date7(b: &[u8]) -> Option<i64> {
     }
     let month = b[1].clamp(1, 12) as u32;
     let day = b[2].clamp(1, 31) as u32;
-    let t = unix_from_civil(1900 + b[0] as i64, month, day, b[3].min(23) as u32, b[4].min(59) as u32, b[5].min(59) as u32);
+    let t =
+        unix_from_civil(1900 + b[0] as i64, month, day, b[3].min(23) as u32, b[4].min(59) as u32, b[5].min(59) as u32);
     Some(t - (b[6] as i8) as i64 * 15 * 60)
 }
 
 /// The 17-byte date of volume descriptors (ECMA-119 8.4.26.1), in UTC.
 pub fn date17(secs: i64) -> [u8; 17] {
     let d = civil_from_unix(secs.clamp(0, unix_from_civil(9999, 12, 31, 23, 59, 59)));
-    let s = format!("{:04}{:02}{:02}{:02}{:02}{:02}{:02}", d.year, d.month, d.day, d.hour, d.minute, d.second, d.centis);
+    let s =
+        format!("{:04}{:02}{:02}{:02}{:02}{:02}{:02}", d.year, d.month, d.day, d.hour, d.minute, d.second, d.centis);
     let mut out = [0u8; 17];
     out[..16].copy_from_slice(s.as_bytes());
     out
@@ -156,7 +158,9 @@ pub fn read_date17(b: &[u8]) -> Option<i64> {
     if !digits.iter().all(|c| c.is_ascii_digit()) || digits.iter().all(|&c| c == b'0') {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> u32 { std::str::from_utf8(&digits[r]).ok().and_then(|s| s.parse().ok()).unwrap_or(0) };
+    let n = |r: std::ops::Range<usize>| -> u32 {
+        std::str::from_utf8(&digits[r]).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
     let t = unix_from_civil(n(0..4) as i64, n(4..6).clamp(1, 12), n(6..8).clamp(1, 31), n(8..10), n(10..12), n(12..14));
     Some(t - (b[16] as i8) as i64 * 15 * 60)
 }

@@ -328,6 +328,9 @@ struct Susp {
 }
 
 const CE_LEN: usize = 28;
+/// The longest directory record: the length byte holds 255, and records
+/// have even lengths.
+const MAX_REC: usize = 254;
 
 impl Susp {
     /// Splits `fields` so that the record keeps at most `room` bytes and
@@ -423,6 +426,8 @@ struct DirNode {
     lba: u64,
     jsize: u64,
     jlba: u64,
+    /// Sectors of continuation areas right after the directory's extent.
+    ce_sectors: u64,
     /// Path-table numbers (1-based) in the ISO 9660 and Joliet tables.
     number: u16,
     jnumber: u16,
@@ -447,8 +452,6 @@ struct Plan<'t> {
     pt_m: u64,
     jpt_l: u64,
     jpt_m: u64,
-    ce_start: u64,
-    ce_end: u64,
     empty_lba: u64,
     fs_sectors: u64,
     end_sectors: u64,
@@ -485,8 +488,6 @@ impl<'t> Plan<'t> {
             pt_m: 0,
             jpt_l: 0,
             jpt_m: 0,
-            ce_start: 0,
-            ce_end: 0,
             empty_lba: 0,
             fs_sectors: 0,
             end_sectors: 0,
@@ -518,8 +519,8 @@ impl<'t> Plan<'t> {
             parent: 0,
             recs: Vec::new(),
             jrecs: Vec::new(),
-            dot: Susp::pack(dot, 255 - 34),
-            dotdot: Susp::pack(root_fields(&tree.root, root_sub), 255 - 34),
+            dot: Susp::pack(dot, MAX_REC - 34),
+            dotdot: Susp::pack(root_fields(&tree.root, root_sub), MAX_REC - 34),
             ident: vec![0],
             jident: vec![0],
             mtime: tree.root.mtime.sec,
@@ -527,6 +528,7 @@ impl<'t> Plan<'t> {
             lba: 0,
             jsize: 0,
             jlba: 0,
+            ce_sectors: 0,
             number: 0,
             jnumber: 0,
         });
@@ -577,10 +579,10 @@ impl<'t> Plan<'t> {
                             parent: todo.dir,
                             recs: Vec::new(),
                             jrecs: Vec::new(),
-                            dot: Susp::pack(dotf, 255 - 34),
+                            dot: Susp::pack(dotf, MAX_REC - 34),
                             dotdot: Susp::pack(
                                 rr_meta_fields(todo.meta, S_IFDIR, 2 + parent_sub, dir_serial(todo.dir)),
-                                255 - 34,
+                                MAX_REC - 34,
                             ),
                             ident: ident.clone(),
                             jident: jident.clone().unwrap_or_default(),
@@ -589,6 +591,7 @@ impl<'t> Plan<'t> {
                             lba: 0,
                             jsize: 0,
                             jlba: 0,
+                            ce_sectors: 0,
                             number: 0,
                             jnumber: 0,
                         });
@@ -643,7 +646,7 @@ impl<'t> Plan<'t> {
                     Target::File { parts, .. } => parts,
                     _ => 1,
                 };
-                let room = 255 - (33 + ident.len() + (ident.len() + 1) % 2);
+                let room = MAX_REC - (33 + ident.len() + (ident.len() + 1) % 2);
                 for part in 0..parts {
                     let t = match target {
                         Target::File { file, parts, .. } => Target::File { file, part, parts },
@@ -754,17 +757,17 @@ impl<'t> Plan<'t> {
             lens.extend(d.recs.iter().map(|r| rec_len(r.ident.len(), r.susp.as_ref().map_or(0, |s| s.inline_len()))));
             d.size = packed_size(&lens);
         }
-        for &d in &self.order {
-            self.dirs[d].lba = lba;
-            lba += self.dirs[d].size / SECTOR;
-        }
-        // Continuation areas, packed into whole sectors.
-        self.ce_start = lba;
-        let mut cur = lba;
-        let mut off = 0u64;
-        let mut used = false;
+        // Each directory is followed by the continuation areas of its
+        // records, packed into whole sectors. Readers that walk the image in
+        // address order (libarchive) then meet a directory's Rock Ridge
+        // continuations before the extents of its subdirectories.
         for &d in &self.order {
             let dir = &mut self.dirs[d];
+            dir.lba = lba;
+            lba += dir.size / SECTOR;
+            let mut cur = lba;
+            let mut off = 0u64;
+            let mut used = false;
             let mut susps: Vec<&mut Susp> = vec![&mut dir.dot, &mut dir.dotdot];
             susps.extend(dir.recs.iter_mut().filter_map(|r| r.susp.as_mut()));
             for s in susps {
@@ -779,9 +782,9 @@ impl<'t> Plan<'t> {
                     used = true;
                 }
             }
+            dir.ce_sectors = if used { cur + 1 - lba } else { 0 };
+            lba += dir.ce_sectors;
         }
-        lba = if used { cur + 1 } else { lba };
-        self.ce_end = lba;
         // Joliet directories.
         if self.joliet {
             for d in &mut self.dirs {
@@ -1179,6 +1182,7 @@ fn sl_fields(target: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
 
 fn dir_record(ident: &[u8], lba: u64, size: u64, mtime: i64, flags: u8, susp: &[u8]) -> Vec<u8> {
     let len = rec_len(ident.len(), susp.len());
+    debug_assert!(len <= MAX_REC, "directory record of {len} bytes");
     let mut r = vec![0u8; len];
     r[0] = len as u8;
     both32(&mut r[2..10], lba as u32);
@@ -1493,30 +1497,23 @@ impl Plan<'_> {
             w.write_all(&self.path_table(true, true))?;
         }
         for &d in &self.order {
-            w.pad_to(self.dirs[d].lba)?;
-            w.write_all(&self.dir_extent(d, false))?;
-        }
-        // Continuation areas, in the order they were placed.
-        let mut areas: Vec<(CePos, Vec<u8>)> = Vec::new();
-        for &d in &self.order {
             let dir = &self.dirs[d];
+            w.pad_to(dir.lba)?;
+            w.write_all(&self.dir_extent(d, false))?;
             let mut susps: Vec<&Susp> = vec![&dir.dot, &dir.dotdot];
             susps.extend(dir.recs.iter().filter_map(|r| r.susp.as_ref()));
             for s in susps {
                 for i in 0..s.areas.len() {
-                    areas.push((s.pos[i], s.render_area(i)));
+                    let at = s.pos[i].lba * SECTOR + s.pos[i].offset as u64;
+                    if w.pos > at {
+                        bail!("internal layout error: continuation area at byte {at} overlaps");
+                    }
+                    w.zeros(at - w.pos)?;
+                    w.write_all(&s.render_area(i))?;
                 }
             }
+            w.pad_to(dir.lba + dir.size / SECTOR + dir.ce_sectors)?;
         }
-        for (pos, bytes) in areas {
-            let at = pos.lba * SECTOR + pos.offset as u64;
-            if w.pos > at {
-                bail!("internal layout error: continuation area at {at} overlaps");
-            }
-            w.zeros(at - w.pos)?;
-            w.write_all(&bytes)?;
-        }
-        w.pad_to(self.ce_end)?;
         if self.joliet {
             for &d in &self.jorder {
                 w.pad_to(self.dirs[d].jlba)?;
@@ -1550,11 +1547,13 @@ impl Plan<'_> {
                 }
                 let mut img = Vec::with_capacity(fd.size as usize);
                 copy_content(content, fd.size, external.as_deref_mut(), &mut img).with_context(|| fd.path.clone())?;
-                if e.info_table {
-                    patch_info_table(&mut img, fd.lba);
-                }
+                // GRUB's pointer first: the boot info table's checksum
+                // covers it.
                 if e.grub2_boot_info {
                     patch_grub2_info(&mut img, fd.lba);
+                }
+                if e.info_table {
+                    patch_info_table(&mut img, fd.lba);
                 }
                 w.write_all(&img)?;
             } else {

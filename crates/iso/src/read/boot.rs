@@ -156,12 +156,7 @@ fn parse_entry(platform: u8, e: &[u8]) -> RawEntry {
 /// First sector -> (path, size) of every non-empty regular file of `tree`
 /// whose content is in `img`.
 fn files_by_lba(img: &IsoImage, tree: &Tree) -> HashMap<u64, (Vec<Vec<u8>>, u64)> {
-    fn walk(
-        img: &IsoImage,
-        entries: &[Entry],
-        path: &mut Vec<Vec<u8>>,
-        out: &mut HashMap<u64, (Vec<Vec<u8>>, u64)>,
-    ) {
+    fn walk(img: &IsoImage, entries: &[Entry], path: &mut Vec<Vec<u8>>, out: &mut HashMap<u64, (Vec<Vec<u8>>, u64)>) {
         for e in entries {
             path.push(e.name.clone());
             match &e.kind {
@@ -269,8 +264,16 @@ fn peek<const N: usize>(img: &IsoImage, off: u64) -> Result<Option<[u8; N]>> {
     Ok(Some(b))
 }
 
+/// The catalog resolved against the tree.
+struct Catalog {
+    lba: u64,
+    /// The file listing the catalog, if one does.
+    path: Option<Vec<Vec<u8>>>,
+    entries: Vec<Resolved>,
+}
+
 /// Resolves every catalog entry against the tree.
-fn resolve(img: &IsoImage, tree: &Tree) -> Result<Option<(u64, Option<Vec<Vec<u8>>>, Vec<Resolved>)>> {
+fn resolve(img: &IsoImage, tree: &Tree) -> Result<Option<Catalog>> {
     let Some((cat_lba, raw)) = read_catalog(img)? else { return Ok(None) };
     let files = files_by_lba(img, tree);
     let vss = img.volume_space_sectors();
@@ -306,13 +309,13 @@ fn resolve(img: &IsoImage, tree: &Tree) -> Result<Option<(u64, Option<Vec<Vec<u8
         let grub2_boot_info = grub.is_some_and(|g| u64::from_le_bytes(g) == lba * 4 + 5);
         out.push(Resolved { raw: e, image, bytes, info_table, grub2_boot_info });
     }
-    let catalog = files.get(&cat_lba).map(|(p, _)| p.clone());
-    Ok(Some((cat_lba, catalog, out)))
+    let path = files.get(&cat_lba).map(|(p, _)| p.clone());
+    Ok(Some(Catalog { lba: cat_lba, path, entries: out }))
 }
 
 /// The boot configuration and the old layout, for `iso edit`.
 pub(crate) fn read_boot(img: &IsoImage, tree: &Tree) -> Result<Option<(Boot, Layout)>> {
-    let Some((_, catalog, entries)) = resolve(img, tree)? else { return Ok(None) };
+    let Some(Catalog { path: catalog, entries, .. }) = resolve(img, tree)? else { return Ok(None) };
     let vss = img.volume_space_sectors();
     let mut layout = Layout { fs_sectors: vss, end_sectors: vss, boot: Vec::new() };
     let mut boot = Boot { catalog: catalog.map_or(CatalogPlace::Hidden, CatalogPlace::File), entries: Vec::new() };
@@ -339,7 +342,7 @@ pub(crate) fn read_boot(img: &IsoImage, tree: &Tree) -> Result<Option<(Boot, Lay
 
 /// The boot catalog for `iso info`.
 pub(crate) fn info(img: &IsoImage, tree: &Tree) -> Result<Option<ElToritoInfo>> {
-    let Some((catalog_lba, catalog, entries)) = resolve(img, tree)? else { return Ok(None) };
+    let Some(Catalog { lba: catalog_lba, path: catalog, entries }) = resolve(img, tree)? else { return Ok(None) };
     let entries = entries
         .into_iter()
         .map(|r| BootEntryInfo {

@@ -16,7 +16,7 @@ use crate::spec::{self, FLAG_DIR, FLAG_MULTI_EXTENT, SECTOR};
 /// Directories nested deeper than this are refused.
 pub(crate) const MAX_DEPTH: usize = 256;
 /// Entries one tree may have.
-pub(crate) const MAX_ENTRIES: u64 = 16_000_000;
+pub(crate) const MAX_ENTRIES: u64 = 4_000_000;
 /// Bytes of a directory read at a time (a whole number of sectors).
 const CHUNK: u64 = 64 * 1024;
 /// Associated file (ECMA-119 9.1.6): hidden, like the Linux kernel does.
@@ -34,7 +34,9 @@ const S_IFIFO: u32 = 0o010000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Names {
     /// Rock Ridge; LEN_SKP bytes are skipped at the start of each system use field.
-    RockRidge { skip: usize },
+    RockRidge {
+        skip: usize,
+    },
     Joliet,
     Iso,
 }
@@ -154,13 +156,14 @@ pub(crate) fn read_tree(img: &IsoImage) -> Result<Tree> {
         links: HashMap::new(),
         link_members: HashMap::new(),
         entries: 0,
-        jobs: vec![Some(Job { ext: root, path: Vec::new(), depth: 0 })],
+        jobs: vec![Some(Job { ext: root, depth: 0 })],
+        dirs: vec![(0, Vec::new())],
         stack: vec![0],
     };
     let mut read: Vec<Option<Listing>> = Vec::new();
     while let Some(id) = w.stack.pop() {
         let Some(job) = w.jobs.get_mut(id).and_then(Option::take) else { continue };
-        let listing = w.read_dir(job, id == 0)?;
+        let listing = w.read_dir(id, job)?;
         if read.len() <= id {
             read.resize_with(id + 1, || None);
         }
@@ -172,7 +175,7 @@ pub(crate) fn read_tree(img: &IsoImage) -> Result<Tree> {
     built.resize_with(read.len(), || None);
     for id in (0..read.len()).rev() {
         let Some(Listing { mut entries, children, dot }) = read[id].take() else { continue };
-        let mut drop = Vec::new();
+        let mut gone = Vec::new();
         for c in children {
             let (kids, kid_dot) = built.get_mut(c.id).and_then(Option::take).unwrap_or_default();
             if c.relocated {
@@ -182,11 +185,11 @@ pub(crate) fn read_tree(img: &IsoImage) -> Result<Tree> {
             } else if kids.is_empty() && w.relocated_from.contains(&c.lba) {
                 // rr_moved, left empty once its directories went back to
                 // their places.
-                drop.push(c.index);
+                gone.push(c.index);
             }
             entries[c.index].kind = Kind::Dir(kids);
         }
-        for i in drop.into_iter().rev() {
+        for i in gone.into_iter().rev() {
             entries.remove(i);
         }
         built[id] = Some((entries, dot));
@@ -228,7 +231,6 @@ impl Rec {
 /// A directory to read.
 struct Job {
     ext: DirExtent,
-    path: Vec<Vec<u8>>,
     depth: usize,
 }
 
@@ -279,40 +281,60 @@ struct Walk<'a> {
     entries: u64,
     /// Directories found, by id; taken when read.
     jobs: Vec<Option<Job>>,
+    /// Parent id and name of every directory found (the root is 0), from
+    /// which paths are made for messages: a path per directory would let a
+    /// deep tree with many entries take memory quadratic in the image size.
+    dirs: Vec<(usize, Vec<u8>)>,
     /// Ids of directories still to read.
     stack: Vec<usize>,
 }
 
 impl Walk<'_> {
-    fn fail(&self, path: &[Vec<u8>], msg: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("{}: {}: {msg}", self.img.path.display(), model::join(path))
+    /// An error about directory `dir`, or about entry `name` in it.
+    fn fail(&self, dir: usize, name: Option<&[u8]>, msg: impl std::fmt::Display) -> anyhow::Error {
+        let mut path = Vec::new();
+        if let Some(n) = name {
+            path.push(n.to_vec());
+        }
+        // Parents always have smaller ids, so this ends at the root.
+        let mut id = dir;
+        while id != 0 {
+            let Some((parent, n)) = self.dirs.get(id) else { break };
+            path.push(n.clone());
+            id = *parent;
+        }
+        path.reverse();
+        anyhow!("{}: {}: {msg}", self.img.path.display(), model::join(&path))
     }
 
-    /// Queues the directory at `ext` for reading; returns its id.
-    fn queue(&mut self, ext: DirExtent, path: &[Vec<u8>], depth: usize) -> usize {
+    /// Queues the directory `name` in `parent` for reading; returns its id.
+    fn queue(&mut self, ext: DirExtent, parent: usize, name: &[u8], depth: usize) -> usize {
         let id = self.jobs.len();
-        self.jobs.push(Some(Job { ext, path: path.to_vec(), depth }));
+        self.jobs.push(Some(Job { ext, depth }));
+        self.dirs.push((parent, name.to_vec()));
         self.stack.push(id);
         id
     }
 
-    /// Reads one directory.
-    fn read_dir(&mut self, job: Job, root: bool) -> Result<Listing> {
-        let Job { ext, mut path, depth } = job;
-        let path = &mut path;
+    /// Reads directory `id`.
+    fn read_dir(&mut self, id: usize, job: Job) -> Result<Listing> {
+        let Job { ext, depth } = job;
+        let root = id == 0;
         if depth > MAX_DEPTH {
-            return Err(self.fail(path, format!("directories are nested more than {MAX_DEPTH} levels deep")));
+            return Err(self.fail(id, None, format!("directories are nested more than {MAX_DEPTH} levels deep")));
         }
         if !self.visited.insert(ext.lba) {
             return Err(self.fail(
-                path,
+                id,
+                None,
                 format!("directory extent at sector {} is reached a second time: the directories form a loop", ext.lba),
             ));
         }
         let start = ext.lba * SECTOR;
         if start + ext.size > self.img.len {
             return Err(self.fail(
-                path,
+                id,
+                None,
                 format!(
                     "directory extent at sector {} ({} bytes) runs past the end of the image ({} sectors)",
                     ext.lba,
@@ -321,7 +343,7 @@ impl Walk<'_> {
                 ),
             ));
         }
-        self.budget.take(ext.size).map_err(|e| self.fail(path, e))?;
+        self.budget.take(ext.size).map_err(|e| self.fail(id, None, e))?;
         let mut st = DirState { out: Vec::new(), pending: Vec::new(), dot: None, lba: ext.lba };
         let mut buf = Vec::new();
         let mut done = 0u64;
@@ -331,7 +353,7 @@ impl Walk<'_> {
             self.img
                 .file
                 .read_exact_at(&mut buf, start + done)
-                .map_err(|e| self.fail(path, format!("reading the directory at sector {}: {e}", ext.lba)))?;
+                .map_err(|e| self.fail(id, None, format!("reading the directory at sector {}: {e}", ext.lba)))?;
             for (i, sector) in buf.chunks(SECTOR as usize).enumerate() {
                 let lba = ext.lba + done / SECTOR + i as u64;
                 let mut pos = 0usize;
@@ -343,7 +365,8 @@ impl Walk<'_> {
                     }
                     let Some(r) = sector.get(pos..pos + len) else {
                         return Err(self.fail(
-                            path,
+                            id,
+                            None,
                             format!(
                                 "directory record at sector {lba} byte {pos} ({len} bytes) runs past the end of its \
                                  sector or directory"
@@ -352,12 +375,13 @@ impl Walk<'_> {
                     };
                     if len < 34 {
                         return Err(self.fail(
-                            path,
+                            id,
+                            None,
                             format!("directory record at sector {lba} byte {pos} is {len} bytes, less than 34"),
                         ));
                     }
-                    let rec = self.parse_record(r, lba, pos, path, root)?;
-                    self.add_record(&mut st, rec, path, depth)?;
+                    let rec = self.parse_record(r, lba, pos, id, root)?;
+                    self.add_record(&mut st, rec, id, depth)?;
                     pos += len;
                 }
             }
@@ -365,14 +389,15 @@ impl Walk<'_> {
         }
         if let Some(last) = st.pending.last() {
             return Err(self.fail(
-                path,
+                id,
+                None,
                 format!("record {}: a multi-extent file ends without its final extent", display_bytes(&last.name)),
             ));
         }
         let mut out = st.out;
         out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         if let Some(w) = out.windows(2).find(|w| w[0].0.name == w[1].0.name) {
-            return Err(self.fail(path, format!("two entries are named {}", display_bytes(&w[0].0.name))));
+            return Err(self.fail(id, None, format!("two entries are named {}", display_bytes(&w[0].0.name))));
         }
         let mut entries = Vec::with_capacity(out.len());
         let mut children = Vec::new();
@@ -385,11 +410,12 @@ impl Walk<'_> {
         Ok(Listing { entries, children, dot: st.dot })
     }
 
-    fn parse_record(&mut self, r: &[u8], lba: u64, pos: usize, path: &[Vec<u8>], root: bool) -> Result<Rec> {
+    fn parse_record(&mut self, r: &[u8], lba: u64, pos: usize, dir: usize, root: bool) -> Result<Rec> {
         let name_len = r[32] as usize;
         let Some(name) = r.get(33..33 + name_len) else {
             return Err(self.fail(
-                path,
+                dir,
+                None,
                 format!(
                     "directory record at sector {lba} byte {pos}: its {name_len}-byte name runs past the record's {} bytes",
                     r.len()
@@ -397,7 +423,7 @@ impl Walk<'_> {
             ));
         };
         if name.is_empty() {
-            return Err(self.fail(path, format!("directory record at sector {lba} byte {pos} has an empty name")));
+            return Err(self.fail(dir, None, format!("directory record at sector {lba} byte {pos} has an empty name")));
         }
         let mut rec = Rec {
             name: name.to_vec(),
@@ -416,7 +442,7 @@ impl Walk<'_> {
                 let budget = &mut self.budget;
                 let fields = susp::parse(area, &mut |ce| read_ce(img, budget, ce));
                 rec.rr = Some(fields.map_err(|e| {
-                    self.fail(path, format!("record {} at sector {lba} byte {pos}: {e:#}", display_bytes(name)))
+                    self.fail(dir, None, format!("record {} at sector {lba} byte {pos}: {e:#}", display_bytes(name)))
                 })?);
             }
         }
@@ -425,11 +451,12 @@ impl Walk<'_> {
 
     /// Adds a record to the directory: multi-extent files collect their
     /// records until the last one.
-    fn add_record(&mut self, st: &mut DirState, rec: Rec, path: &mut Vec<Vec<u8>>, depth: usize) -> Result<()> {
+    fn add_record(&mut self, st: &mut DirState, rec: Rec, dir: usize, depth: usize) -> Result<()> {
         if let Some(first) = st.pending.first() {
             if first.name != rec.name {
                 return Err(self.fail(
-                    path,
+                    dir,
+                    None,
                     format!("record {}: a multi-extent file ends without its final extent", display_bytes(&first.name)),
                 ));
             }
@@ -451,9 +478,9 @@ impl Walk<'_> {
         }
         self.entries += 1;
         if self.entries > MAX_ENTRIES {
-            return Err(self.fail(path, format!("the image has more than {MAX_ENTRIES} entries")));
+            return Err(self.fail(dir, None, format!("the image has more than {MAX_ENTRIES} entries")));
         }
-        if let Some(e) = self.entry(&group, st.lba, path, depth)? {
+        if let Some(e) = self.entry(&group, st.lba, dir, depth)? {
             st.out.push(e);
         }
         Ok(())
@@ -472,9 +499,7 @@ impl Walk<'_> {
             }
             _ => strip_version(&r.name).to_vec(),
         };
-        EntryName::new(raw)
-            .map(EntryName::into_bytes)
-            .map_err(|e| format!("record {}: {e}", display_bytes(&r.name)))
+        EntryName::new(raw).map(EntryName::into_bytes).map_err(|e| format!("record {}: {e}", display_bytes(&r.name)))
     }
 
     /// The entry for the records of one file or directory, `None` when it
@@ -482,38 +507,35 @@ impl Walk<'_> {
     fn entry(
         &mut self,
         group: &[Rec],
-        dir: u64,
-        path: &mut Vec<Vec<u8>>,
+        dir_lba: u64,
+        dir: usize,
         depth: usize,
     ) -> Result<Option<(Entry, Option<Child>)>> {
         let first = &group[0];
         if first.rr.as_ref().is_some_and(|f| f.re) {
-            self.relocated_from.insert(dir);
+            self.relocated_from.insert(dir_lba);
             return Ok(None);
         }
-        let name = self.name(first).map_err(|e| self.fail(path, e))?;
-        path.push(name);
-        let r = self.kind(group, path, depth);
-        let name = path.pop().unwrap_or_default();
-        let (kind, meta, link, child) = r?;
+        let name = self.name(first).map_err(|e| self.fail(dir, None, e))?;
+        let (kind, meta, link, child) = self.kind(group, dir, &name, depth)?;
         Ok(Some((Entry { name, meta, kind, link }, child)))
     }
 
-    fn kind(&mut self, group: &[Rec], path: &[Vec<u8>], depth: usize) -> Result<Made> {
+    fn kind(&mut self, group: &[Rec], dir: usize, name: &[u8], depth: usize) -> Result<Made> {
         let first = &group[0];
         let rr = first.rr.as_ref();
         if let Some(cl) = rr.and_then(|f| f.cl) {
-            let ext = self.relocated(u64::from(cl), path)?;
-            let id = self.queue(ext, path, depth + 1);
+            let ext = self.relocated(u64::from(cl), dir, name)?;
+            let id = self.queue(ext, dir, name, depth + 1);
             let child = Child { index: 0, id, lba: ext.lba, relocated: true };
             return Ok((Kind::Dir(Vec::new()), self.meta(rr, &first.date, true), None, Some(child)));
         }
         if first.flags & FLAG_DIR != 0 {
             if group.len() > 1 {
-                return Err(self.fail(path, "a directory is recorded with multi-extent records"));
+                return Err(self.fail(dir, Some(name), "a directory is recorded with multi-extent records"));
             }
             let ext = DirExtent { lba: first.lba, size: first.size };
-            let id = self.queue(ext, path, depth + 1);
+            let id = self.queue(ext, dir, name, depth + 1);
             let child = Child { index: 0, id, lba: ext.lba, relocated: false };
             return Ok((Kind::Dir(Vec::new()), self.meta(rr, &first.date, true), None, Some(child)));
         }
@@ -523,12 +545,14 @@ impl Walk<'_> {
         let kind = match ftype {
             Some(S_IFLNK) => match link_target {
                 Some(t) => Kind::Symlink(t),
-                None => return Err(self.fail(path, "a symbolic link (Rock Ridge PX) without a target (SL)")),
+                None => {
+                    return Err(self.fail(dir, Some(name), "a symbolic link (Rock Ridge PX) without a target (SL)"))
+                }
             },
             None if link_target.is_some() => Kind::Symlink(link_target.unwrap_or_default()),
             Some(t @ (S_IFCHR | S_IFBLK)) => {
                 let Some((high, low)) = rr.and_then(|f| f.pn) else {
-                    return Err(self.fail(path, "a device (Rock Ridge PX) without a device number (PN)"));
+                    return Err(self.fail(dir, Some(name), "a device (Rock Ridge PX) without a device number (PN)"));
                 };
                 let dev = device(high, low);
                 if t == S_IFCHR {
@@ -539,9 +563,11 @@ impl Walk<'_> {
             }
             Some(S_IFIFO) => Kind::Fifo,
             Some(S_IFSOCK) => Kind::Socket,
-            Some(S_IFDIR) => return Err(self.fail(path, "Rock Ridge (PX) says directory, but the record is a file")),
+            Some(S_IFDIR) => {
+                return Err(self.fail(dir, Some(name), "Rock Ridge (PX) says directory, but the record is a file"))
+            }
             _ => {
-                let (kind, link) = self.file(group, path)?;
+                let (kind, link) = self.file(group, dir, name)?;
                 return Ok((kind, meta, link, None));
             }
         };
@@ -549,21 +575,26 @@ impl Walk<'_> {
     }
 
     /// A regular file: its extents, checked against the image.
-    fn file(&mut self, group: &[Rec], path: &[Vec<u8>]) -> Result<(Kind, Option<u64>)> {
+    fn file(&mut self, group: &[Rec], dir: usize, name: &[u8]) -> Result<(Kind, Option<u64>)> {
         let rr = group[0].rr.as_ref();
         if let Some(enc) = rr.and_then(|f| f.encoded) {
-            return Err(self.fail(path, format!("the content is stored as Rock Ridge {enc}, which slipway cannot read")));
+            return Err(self.fail(
+                dir,
+                Some(name),
+                format!("the content is stored as Rock Ridge {enc}, which slipway cannot read"),
+            ));
         }
         let mut ranges = Vec::with_capacity(group.len());
         let mut size = 0u64;
         for r in group {
             if r.interleaved {
-                return Err(self.fail(path, "the file is recorded interleaved, which slipway cannot read"));
+                return Err(self.fail(dir, Some(name), "the file is recorded interleaved, which slipway cannot read"));
             }
             let off = r.lba * SECTOR;
             if r.size > 0 && off + r.size > self.img.len {
                 return Err(self.fail(
-                    path,
+                    dir,
+                    Some(name),
                     format!(
                         "extent at sector {} ({} bytes) runs past the end of the image ({} sectors)",
                         r.lba,
@@ -591,11 +622,12 @@ impl Walk<'_> {
     }
 
     /// The extent of a relocated directory, from the `.` record it starts with.
-    fn relocated(&mut self, lba: u64, path: &[Vec<u8>]) -> Result<DirExtent> {
+    fn relocated(&mut self, lba: u64, dir: usize, name: &[u8]) -> Result<DirExtent> {
         let off = lba * SECTOR;
         if off + 34 > self.img.len {
             return Err(self.fail(
-                path,
+                dir,
+                Some(name),
                 format!(
                     "relocated directory (Rock Ridge CL) at sector {lba} lies past the end of the image ({} sectors)",
                     spec::sectors(self.img.len)
@@ -603,16 +635,17 @@ impl Walk<'_> {
             ));
         }
         let n = SECTOR.min(self.img.len - off);
-        self.budget.take(n).map_err(|e| self.fail(path, e))?;
+        self.budget.take(n).map_err(|e| self.fail(dir, Some(name), e))?;
         let mut buf = vec![0u8; n as usize];
         self.img
             .file
             .read_exact_at(&mut buf, off)
-            .map_err(|e| self.fail(path, format!("reading the relocated directory at sector {lba}: {e}")))?;
+            .map_err(|e| self.fail(dir, Some(name), format!("reading the relocated directory at sector {lba}: {e}")))?;
         let len = buf[0] as usize;
         if len < 34 || len > buf.len() || buf[32] != 1 || buf[33] != 0 {
             return Err(self.fail(
-                path,
+                dir,
+                Some(name),
                 format!("relocated directory (Rock Ridge CL) at sector {lba} does not start with a '.' record"),
             ));
         }

@@ -62,14 +62,14 @@ pub fn extract_with(
         sel.add(p);
     }
     let target = Target::open(dest, opts).with_context(|| format!("extracting {}", image.path().display()))?;
-    let mut x = Extractor { image, target: &target, stats: ExtractStats::default(), links: HashMap::new(), buf: Vec::new() };
+    let mut x =
+        Extractor { image, target: &target, stats: ExtractStats::default(), links: HashMap::new(), buf: Vec::new() };
     let root = target.open_dir(&[])?;
     match &sel {
-        Sel::All => {
-            x.entries(&root, &tree.entries, &mut Vec::new())?;
-            root.finish(&metadata(&tree.root))?;
-        }
-        Sel::Some(m) => x.select(&root, &tree.entries, m, &mut Vec::new())?,
+        // The destination takes the image's top directory metadata only
+        // when all of it is extracted.
+        Sel::All => x.walk(root, &tree.entries, None, Some(&tree.root))?,
+        Sel::Some(m) => x.walk(root, &tree.entries, Some(m), None)?,
     }
     Ok(x.stats)
 }
@@ -98,6 +98,17 @@ fn metadata(m: &Meta) -> Metadata {
     Metadata { mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: Vec::new() }
 }
 
+/// A directory being written: its handle, its entries and the next one to
+/// write, what to extract of them (`None`: all), and the metadata to set
+/// when it is done.
+struct Frame<'t> {
+    dir: DirHandle,
+    entries: &'t [Entry],
+    next: usize,
+    sel: Option<&'t BTreeMap<Vec<u8>, Sel>>,
+    meta: Option<&'t Meta>,
+}
+
 struct Extractor<'a> {
     image: &'a IsoImage,
     target: &'a Target,
@@ -119,53 +130,66 @@ impl Extractor<'_> {
             .map_err(|err| anyhow!("{}: {}: {err}", self.image.path().display(), self.path_of(at, &e.name)))
     }
 
-    fn select(
+    /// Writes the directory `entries` into `root` and everything below,
+    /// without recursion (the depth of the tree costs no stack): a stack of
+    /// open directories, each finished once its entries are written.
+    fn walk<'t>(
         &mut self,
-        dir: &DirHandle,
-        entries: &[Entry],
-        sel: &BTreeMap<Vec<u8>, Sel>,
-        at: &mut Vec<EntryName>,
+        root: DirHandle,
+        entries: &'t [Entry],
+        sel: Option<&'t BTreeMap<Vec<u8>, Sel>>,
+        meta: Option<&'t Meta>,
     ) -> Result<()> {
-        for e in entries {
-            match sel.get(&e.name) {
-                None => {}
-                Some(Sel::All) => self.entry(dir, e, at)?,
-                Some(Sel::Some(inner)) => {
-                    let Kind::Dir(children) = &e.kind else {
-                        bail!("{}: {} is a {}, not a directory", self.image.path().display(), self.path_of(at, &e.name), e.kind.type_name());
-                    };
-                    let name = self.name(at, e)?;
-                    let h = dir.create_dir(&name)?;
-                    at.push(name);
-                    self.select(&h, children, inner, at)?;
-                    at.pop();
-                    h.finish(&metadata(&e.meta))?;
+        let mut stack = vec![Frame { dir: root, entries, next: 0, sel, meta }];
+        let mut at: Vec<EntryName> = Vec::new();
+        while let Some(top) = stack.last_mut() {
+            let Some(e) = top.entries.get(top.next) else {
+                let Some(done) = stack.pop() else { break };
+                if let Some(m) = done.meta {
+                    done.dir.finish(&metadata(m))?;
+                }
+                at.pop();
+                continue;
+            };
+            top.next += 1;
+            // What of this entry to extract: all of it, or (a directory)
+            // the named entries inside it.
+            let inner = match top.sel {
+                None => None,
+                Some(map) => match map.get(&e.name) {
+                    None => continue,
+                    Some(Sel::All) => None,
+                    Some(Sel::Some(inner)) => Some(inner),
+                },
+            };
+            let name = self.name(&at, e)?;
+            match (&e.kind, inner) {
+                (Kind::Dir(children), _) => {
+                    let dir = top.dir.create_dir(&name)?;
                     self.stats.dirs += 1;
+                    at.push(name);
+                    stack.push(Frame { dir, entries: children, next: 0, sel: inner, meta: Some(&e.meta) });
+                }
+                (kind, Some(_)) => bail!(
+                    "{}: {} is a {}, not a directory",
+                    self.image.path().display(),
+                    self.path_of(&at, &e.name),
+                    kind.type_name()
+                ),
+                (_, None) => {
+                    let dir = &top.dir;
+                    self.entry(dir, e, name, &at)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn entries(&mut self, dir: &DirHandle, entries: &[Entry], at: &mut Vec<EntryName>) -> Result<()> {
-        for e in entries {
-            self.entry(dir, e, at)?;
-        }
-        Ok(())
-    }
-
-    fn entry(&mut self, dir: &DirHandle, e: &Entry, at: &mut Vec<EntryName>) -> Result<()> {
-        let name = self.name(at, e)?;
+    /// Writes an entry that is not a directory.
+    fn entry(&mut self, dir: &DirHandle, e: &Entry, name: EntryName, at: &[EntryName]) -> Result<()> {
         let meta = metadata(&e.meta);
         match &e.kind {
-            Kind::Dir(children) => {
-                let h = dir.create_dir(&name)?;
-                at.push(name);
-                self.entries(&h, children, at)?;
-                at.pop();
-                h.finish(&meta)?;
-                self.stats.dirs += 1;
-            }
+            Kind::Dir(_) => unreachable!("directories are written by walk"),
             Kind::File { size, content } => {
                 if let Some((from_dir, from_name)) = e.link.and_then(|g| self.links.get(&g)) {
                     if from_dir == at {
@@ -182,7 +206,7 @@ impl Extractor<'_> {
                     .with_context(|| format!("writing {}", dir.child_path(&name).display()))?;
                 dir.finish_file(&name, &f, &meta)?;
                 if let Some(g) = e.link {
-                    self.links.insert(g, (at.clone(), name));
+                    self.links.insert(g, (at.to_vec(), name));
                 }
                 self.stats.files += 1;
                 self.stats.bytes += size;

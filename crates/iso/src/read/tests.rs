@@ -146,18 +146,21 @@ fn make_source(root: &Path) {
     symlink("a.txt", p("link")).unwrap();
     symlink("/etc/passwd", p("abslink")).unwrap();
     symlink("/", p("rootlink")).unwrap();
-    symlink("../x/./y/", p("sub/uplink")).unwrap();
-    let long = format!("../{}/{}/end", "x".repeat(200), "y".repeat(150));
-    symlink(&long, p("longlink")).unwrap();
+    // (A trailing slash is not kept by Rock Ridge writers.)
+    symlink("../x/./y", p("sub/uplink")).unwrap();
+    // Long enough to need a continuation area; genisoimage writes broken SL
+    // entries when one component crosses into it, so components stay short.
+    let long: Vec<String> = (0..6).map(|i| format!("{i}").repeat(50)).collect();
+    symlink(format!("../{}/end", long.join("/")), p("longlink")).unwrap();
     fs::write(root.join("n".repeat(200)), b"").unwrap();
     fs::write(p("empty"), b"").unwrap();
     fs::write(p("späce name.txt"), b"unicode\n").unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(p("big.bin"), &big).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, &p("fifo"), rustix::fs::FileType::Fifo, 0o640.into(), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, p("fifo"), rustix::fs::FileType::Fifo, 0o640.into(), 0).unwrap();
     if is_root() {
         let dev = |name: &str, ft, major, minor| {
-            rustix::fs::mknodat(rustix::fs::CWD, &p(name), ft, 0o600.into(), rustix::fs::makedev(major, minor)).unwrap();
+            rustix::fs::mknodat(rustix::fs::CWD, p(name), ft, 0o600.into(), rustix::fs::makedev(major, minor)).unwrap();
         };
         dev("null", rustix::fs::FileType::CharacterDevice, 1, 3);
         dev("sda1", rustix::fs::FileType::BlockDevice, 8, 1);
@@ -181,6 +184,10 @@ fn make_iso(tool: &str, args: &[&str]) -> Made {
     let src = dir.path().join("src");
     fs::create_dir(&src).unwrap();
     make_source(&src);
+    if tool == "xorriso" {
+        let target = format!("../{}/{}/end", "x".repeat(200), "y".repeat(150));
+        std::os::unix::fs::symlink(target, src.join("longcomponents")).unwrap();
+    }
     let iso = dir.path().join("out.iso");
     let mut cmd = Command::new(tool);
     if tool == "xorriso" {
@@ -272,14 +279,12 @@ fn extract_writes_the_tree_and_selected_paths() {
         strip(&mut got);
     }
     assert_same(&got, &want);
-    assert_eq!(
-        fs::metadata(dest.join("hard")).unwrap().ino(),
-        fs::metadata(dest.join("sub/hard2")).unwrap().ino()
-    );
+    assert_eq!(fs::metadata(dest.join("hard")).unwrap().ino(), fs::metadata(dest.join("sub/hard2")).unwrap().ino());
     // Selected paths land at DEST/<path>, parents with their metadata; the
     // link group is written as a file and a link to it.
     let dest = out.path().join("some");
-    let paths = vec![model::split(b"/sub/d1/d2").unwrap(), model::split(b"hard").unwrap(), model::split(b"sub/hard2").unwrap()];
+    let paths =
+        vec![model::split(b"/sub/d1/d2").unwrap(), model::split(b"hard").unwrap(), model::split(b"sub/hard2").unwrap()];
     let stats = extract_with(&img, &tree, &dest, &paths, opts).unwrap();
     assert_eq!((stats.files, stats.hardlinks), (2, 1));
     assert!(dest.join("sub/d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/d11/d12/deep.txt").is_file());
@@ -397,7 +402,9 @@ fn distribution_boot_images() {
         let (boot, layout) = img.boot(&tree).unwrap().unwrap();
         assert_eq!(boot.catalog, CatalogPlace::File(vec![b"boot.catalog".to_vec()]));
         assert_eq!(boot.entries[0].emulation, spec::EMUL_FLOPPY_144);
-        assert!(matches!(&boot.entries[0].image, BootImage::File(p) if *p == model::split(b"boot/floppy.img").unwrap()));
+        assert!(
+            matches!(&boot.entries[0].image, BootImage::File(p) if *p == model::split(b"boot/floppy.img").unwrap())
+        );
         let BootImage::Hidden { size, appended, .. } = &boot.entries[1].image else { panic!() };
         assert_eq!((*size, *appended), (8192 * 512, true));
         assert_eq!(layout.boot[1].1, crate::hybrid::Extent { lba: 826, bytes: 8192 * 512 });
@@ -412,7 +419,9 @@ fn distribution_boot_images() {
         let (boot, _) = img.boot(&tree).unwrap().unwrap();
         let e = &boot.entries[0];
         assert!(e.info_table && e.grub2_boot_info);
-        assert!(matches!(&e.image, BootImage::File(p) if *p == model::split(b"boot/grub/i386-pc/eltorito.img").unwrap()));
+        assert!(
+            matches!(&e.image, BootImage::File(p) if *p == model::split(b"boot/grub/i386-pc/eltorito.img").unwrap())
+        );
     } else {
         eprintln!("skipping grub-rescue: not installed");
     }
@@ -622,6 +631,86 @@ fn forged_rock_ridge_tree_with_every_field() {
 }
 
 #[test]
+fn forged_relocated_directories_go_back_in_place() {
+    let moved = |extra: &[Vec<u8>]| {
+        let mut f = rr_root(
+            30,
+            &[
+                rec(b"R", 0, 0, 0, &[nm(b"reloc"), px(0o40755, 2, 0, 0, None), su(b"CL", &bb32(24))].concat()),
+                rec(b"MOVED", 25, 2048, FLAG_DIR, &[nm(b"rr_moved"), px(0o40555, 2, 0, 0, None)].concat()),
+            ],
+        );
+        // The relocated directory: its '.' carries its metadata, '..' the
+        // real parent (PL).
+        f.dir(
+            24,
+            &[
+                rec(&[0], 24, 2048, FLAG_DIR, &[px(0o40700, 2, 5, 6, None)].concat()),
+                rec(&[1], 25, 2048, FLAG_DIR, &su(b"PL", &bb32(ROOT))),
+                rec(b"X.;1", 20, 5, 0, &[nm(b"x"), px(0o100600, 1, 0, 0, None)].concat()),
+            ],
+        );
+        let mut recs = vec![rec(&[0], 25, 2048, FLAG_DIR, &[]), rec(&[1], ROOT, 2048, FLAG_DIR, &[])];
+        recs.push(rec(b"R", 24, 2048, FLAG_DIR, &[nm(b"reloc"), su(b"RE", &[])].concat()));
+        recs.extend_from_slice(extra);
+        f.dir(25, &recs);
+        f.put(20 * S, b"hello");
+        f
+    };
+    let (_file, img) = moved(&[]).open();
+    let tree = img.tree().unwrap();
+    let got: Vec<String> =
+        tree_lines(&tree).into_iter().map(|l| l.split('\t').take(4).collect::<Vec<_>>().join(" ")).collect();
+    let hello = format!("{:x}", fnv(b"hello"));
+    assert_eq!(got, ["/ dir 755 0:0", "/reloc dir 700 5:6", &format!("/reloc/x file 5 {hello} 600 0:0")]);
+    // A relocation directory that holds anything else stays.
+    let (_file, img) = moved(&[rec(b"KEEP.;1", 20, 5, 0, &nm(b"keep"))]).open();
+    let tree = img.tree().unwrap();
+    assert!(tree.get(&[b"rr_moved".to_vec(), b"keep".to_vec()]).is_some());
+    assert!(tree.get(&[b"rr_moved".to_vec(), b"reloc".to_vec()]).is_none());
+}
+
+#[test]
+fn a_tree_near_the_depth_limit_reads_and_extracts_on_a_small_stack() {
+    let n = dir::MAX_DEPTH as u32 - 6;
+    let mut f = Forge::new(ROOT as usize + n as usize + 4, 2048);
+    for i in 0..n {
+        let lba = ROOT + i;
+        f.dir(lba, &[rec(&[0], lba, 2048, FLAG_DIR, &[]), rec(b"D", lba + 1, 2048, FLAG_DIR, &[])]);
+    }
+    let last = ROOT + n;
+    f.dir(last, &[rec(&[0], last, 2048, FLAG_DIR, &[]), rec(b"F.;1", last + 1, 4, 0, &[])]);
+    f.put((last as usize + 1) * S, b"deep");
+    let (_file, img) = f.open();
+    // Test threads have 2 MiB of stack; run in one with far less: neither
+    // the walk nor the extraction recurses per level.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let tree = img.tree().unwrap();
+            let dest = tempfile::tempdir().unwrap();
+            let opts = slipway_fstree::ApplyOptions { force: true, restore_owner: false };
+            let stats = extract_with(&img, &tree, dest.path(), &[], opts).unwrap();
+            assert_eq!((stats.dirs, stats.files), (u64::from(n), 1));
+            let mut p = dest.path().to_path_buf();
+            for _ in 0..n {
+                p.push("D");
+            }
+            assert_eq!(fs::read(p.join("F")).unwrap(), b"deep");
+            // Directories without Rock Ridge are read-only: make them
+            // writable again so the temporary directory can go.
+            let mut q = dest.path().to_path_buf();
+            for _ in 0..n {
+                q.push("D");
+                let _ = fs::set_permissions(&q, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
 fn directory_loops_are_refused_naming_the_path() {
     let mut f = rr_root(24, &[rec(b"D", 19, 2048, FLAG_DIR, &nm(b"d"))]);
     f.dir(19, &[rec(&[0], 19, 2048, FLAG_DIR, &[]), rec(b"E", ROOT, 2048, FLAG_DIR, &nm(b"e"))]);
@@ -641,10 +730,16 @@ fn directory_loops_are_refused_naming_the_path() {
 fn extents_past_the_end_name_the_entry_and_the_sector() {
     let f = rr_root(24, &[rec(b"F.;1", 9999, 10, 0, &nm(b"f"))]);
     let err = f.tree_err();
-    assert!(err.contains(": /f: extent at sector 9999 (10 bytes) runs past the end of the image (24 sectors)"), "{err}");
+    assert!(
+        err.contains(": /f: extent at sector 9999 (10 bytes) runs past the end of the image (24 sectors)"),
+        "{err}"
+    );
     let f = rr_root(24, &[rec(b"D", 9999, 2048, FLAG_DIR, &nm(b"boot"))]);
     let err = f.tree_err();
-    assert!(err.contains(": /boot: directory extent at sector 9999 (2048 bytes) runs past the end of the image"), "{err}");
+    assert!(
+        err.contains(": /boot: directory extent at sector 9999 (2048 bytes) runs past the end of the image"),
+        "{err}"
+    );
     // An extent that starts inside but runs out.
     let f = rr_root(24, &[rec(b"F.;1", 23, 4096, 0, &nm(b"f"))]);
     assert!(f.tree_err().contains("extent at sector 23 (4096 bytes) runs past the end"));
@@ -774,6 +869,8 @@ fn not_an_iso_or_truncated() {
     fs::write(&p, &f.img).unwrap();
     let err = IsoImage::open(&p).unwrap_err().to_string();
     assert!(err.contains("512 bytes"), "{err}");
+    let err = format!("{:#}", IsoImage::open(dir.path()).unwrap_err());
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
 
 /// A forged image with a boot record and catalog at 19.
@@ -909,10 +1006,22 @@ fn damaged_images_give_errors_not_panics() {
     fs::write(src.join("a/b/f"), b"data").unwrap();
     fs::write(src.join("boot.bin"), vec![7u8; 2048]).unwrap();
     std::os::unix::fs::symlink("a/b/f", src.join("l")).unwrap();
-    std::os::unix::fs::symlink("x".repeat(300), src.join("long")).unwrap();
+    std::os::unix::fs::symlink(["x".repeat(100), "y".repeat(100), "z".repeat(100)].join("/"), src.join("long"))
+        .unwrap();
     let iso = dir.path().join("s.iso");
     run(Command::new("xorriso")
-        .args(["-as", "mkisofs", "-R", "-J", "-quiet", "-no-pad", "-b", "boot.bin", "-no-emul-boot", "-boot-info-table"])
+        .args([
+            "-as",
+            "mkisofs",
+            "-R",
+            "-J",
+            "-quiet",
+            "-no-pad",
+            "-b",
+            "boot.bin",
+            "-no-emul-boot",
+            "-boot-info-table",
+        ])
         .arg("-o")
         .arg(&iso)
         .arg(&src));
