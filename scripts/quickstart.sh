@@ -3,7 +3,8 @@
 # into the image store, list it, apply it to a new directory, verify the store,
 # check the applied tree against its source with bsdtar's mtree, then change
 # the applied copy, capture it as the next version (only what changed is
-# stored) and show the difference between the two versions.
+# stored), show the difference between the two versions, and build an ISO
+# straight from the newest version (read back by xorriso and bsdtar).
 #
 # The store is the default one ($SLIPWAY_STORE, else
 # ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
@@ -59,3 +60,9 @@ slipway capture "$work/applied" --name quickstart --description "serviced copy"
 new=$(slipway images --json | python3 -c 'import json,sys; print([i["image"] for i in json.load(sys.stdin)["images"] if i["name"]=="quickstart"][-1])')
 prev=quickstart@$(( ${new#quickstart@} - 1 ))
 slipway diff "$prev" "$new" --bytes
+
+echo "== boot media: an ISO straight from the newest version, read back by xorriso and bsdtar"
+slipway iso build --image "$new" -o "$work/quickstart.iso" --volume-id QUICKSTART
+slipway iso info "$work/quickstart.iso"
+xorriso -indev "$work/quickstart.iso" -check_media -- 2>&1 | grep -E 'Media region'
+echo "bsdtar lists $(bsdtar -tf "$work/quickstart.iso" | wc -l) entries"

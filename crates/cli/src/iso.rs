@@ -206,7 +206,10 @@ fn build(g: &Global, a: IsoBuildArgs) -> anyhow::Result<i32> {
     let (tree, default_id, source) = match (&a.dir, &a.image) {
         (Some(dir), _) => {
             progress.phase("scanning the source", None);
-            let (tree, _stats) = slipway_iso::source::tree_from_dir(dir)?;
+            let (tree, stats) = slipway_iso::source::tree_from_dir(dir)?;
+            for (p, why) in &stats.skipped {
+                progress.note(&format!("left out {}: {why}", p.display()));
+            }
             let name = std::fs::canonicalize(dir)
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -430,7 +433,7 @@ fn edit(g: &Global, a: IsoEditArgs) -> anyhow::Result<i32> {
     let boot = input.boot(&tree)?;
     let mut image = Image {
         created: creation_time()?,
-        joliet: input.info()?.joliet.is_some(),
+        joliet: input.joliet_level().is_some(),
         volume: volume(&a.volume, input.volume_id(), Some(&input.volume()))?,
         ..Default::default()
     };
