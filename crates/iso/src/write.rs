@@ -363,11 +363,18 @@ impl Susp {
         self.inline.len() + if self.areas.is_empty() { 0 } else { CE_LEN }
     }
 
+    /// Bytes of continuation area `i` as written: its fields and, unless
+    /// it is the last, the CE to the next area (which the pointer to area
+    /// `i` must cover, or readers stop before it).
+    fn area_len(&self, i: usize) -> usize {
+        self.areas[i].len() + if i + 1 < self.areas.len() { CE_LEN } else { 0 }
+    }
+
     /// The system use field of the record, with the CE to the first area.
     fn render_inline(&self) -> Vec<u8> {
         let mut v = self.inline.clone();
-        if let (Some(a), Some(p)) = (self.areas.first(), self.pos.first()) {
-            v.extend_from_slice(&ce_field(p, a.len()));
+        if let Some(p) = self.pos.first().filter(|_| !self.areas.is_empty()) {
+            v.extend_from_slice(&ce_field(p, self.area_len(0)));
         }
         v
     }
@@ -375,8 +382,8 @@ impl Susp {
     /// Continuation area `i` with the CE to the next one.
     fn render_area(&self, i: usize) -> Vec<u8> {
         let mut v = self.areas[i].clone();
-        if let (Some(a), Some(p)) = (self.areas.get(i + 1), self.pos.get(i + 1)) {
-            v.extend_from_slice(&ce_field(p, a.len()));
+        if let Some(p) = self.pos.get(i + 1) {
+            v.extend_from_slice(&ce_field(p, self.area_len(i + 1)));
         }
         v
     }
@@ -572,9 +579,8 @@ impl<'t> Plan<'t> {
                         p.report.dirs += 1;
                         let child = p.dirs.len();
                         let sub = subdirs(children);
-                        let own = rr_meta_fields(&e.meta, S_IFDIR, 2 + sub, dir_serial(child));
-                        let mut dotf = own.clone();
-                        dotf.truncate(2);
+                        // The "." record carries the directory's own PX and TF.
+                        let dotf = rr_meta_fields(&e.meta, S_IFDIR, 2 + sub, dir_serial(child));
                         p.dirs.push(DirNode {
                             parent: todo.dir,
                             recs: Vec::new(),
@@ -772,7 +778,7 @@ impl<'t> Plan<'t> {
             susps.extend(dir.recs.iter_mut().filter_map(|r| r.susp.as_mut()));
             for s in susps {
                 for i in 0..s.areas.len() {
-                    let len = (s.areas[i].len() + if i + 1 < s.areas.len() { CE_LEN } else { 0 }) as u64;
+                    let len = s.area_len(i) as u64;
                     if off + len > SECTOR {
                         cur += 1;
                         off = 0;
@@ -1114,6 +1120,9 @@ fn rr_fields(e: &Entry, serial: u32, nlink: u32) -> anyhow::Result<Vec<Vec<u8>>>
     Ok(fields)
 }
 
+/// The longest symlink target written: libisofs' limit.
+const MAX_SYMLINK: usize = 1023;
+
 /// SL fields for a symlink target. Components are written as their bytes
 /// (`.` and `..` included, which every reader copies as they are), with the
 /// ROOT flag for a leading `/`. When the target needs more than one SL
@@ -1125,8 +1134,12 @@ fn sl_fields(target: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     if target.is_empty() {
         bail!("symlink with an empty target");
     }
-    if target.len() > 4095 {
-        bail!("symlink target is {} bytes; the limit is 4095", target.len());
+    if target.len() > MAX_SYMLINK {
+        bail!(
+            "symlink target is {} bytes; libisofs (xorriso) refuses to load an image with a Rock Ridge \
+             symlink of 1024 bytes or more, so slipway writes at most {MAX_SYMLINK}",
+            target.len()
+        );
     }
     let mut comps: Vec<(u8, &[u8])> = Vec::new();
     let mut rest = target;
@@ -1135,6 +1148,11 @@ fn sl_fields(target: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
         rest = r;
     }
     comps.extend(rest.split(|&c| c == b'/').filter(|c| !c.is_empty()).map(|c| (0u8, c)));
+    if rest.ends_with(b"/") && comps.len() > usize::from(target.starts_with(b"/")) {
+        // A trailing slash: an empty last component, which readers join
+        // with a separator ("dir/").
+        comps.push((0, &[]));
+    }
     const CAP: usize = 250; // 255 minus the 4-byte header and the flags byte
     let mut fields = Vec::new();
     let mut body: Vec<u8> = vec![0];

@@ -86,3 +86,72 @@ fn manual_build_from_env() {
     let r = write_image(tree, &image, None, Path::new(&out), &|_, _| {}).unwrap();
     eprintln!("built {} bytes in {:?}", r.bytes, t.elapsed());
 }
+
+/// Every name length from 1 to 255, for files, directories and symlinks
+/// (with targets up to 1020 bytes), so that every record and continuation
+/// size boundary is crossed; the reader and xorriso must see every name.
+#[test]
+fn every_name_length_reads_back() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    for kind in ["f", "d", "l"] {
+        std::fs::create_dir_all(src.join(kind)).unwrap();
+    }
+    let mut expected = Vec::new();
+    for n in 1..=255usize {
+        let name: String = std::iter::repeat_n('x', n).collect();
+        std::fs::write(src.join("f").join(&name), n.to_string()).unwrap();
+        std::fs::create_dir(src.join("d").join(&name)).unwrap();
+        let target: String =
+            (0..n * 4).map(|i| if i % 37 == 36 { '/' } else { (b'a' + (i % 26) as u8) as char }).collect();
+        std::os::unix::fs::symlink(&target, src.join("l").join(&name)).unwrap();
+        expected.push((name, target));
+    }
+    let (tree, _) = tree_from_dir(&src).unwrap();
+    let iso = t.path().join("names.iso");
+    let image = Image { joliet: true, created: 1_700_000_000, ..Default::default() };
+    write_image(tree, &image, None, &iso, &|_, _| {}).unwrap();
+
+    let img = slipway_iso::read::IsoImage::open(&iso).unwrap();
+    let back = img.tree().unwrap();
+    for (name, target) in &expected {
+        for kind in ["f", "d", "l"] {
+            let path = vec![kind.as_bytes().to_vec(), name.as_bytes().to_vec()];
+            let e = back.get(&path).unwrap_or_else(|| panic!("/{kind}/{} ({} bytes) is missing", name, name.len()));
+            if kind == "l" {
+                match &e.kind {
+                    slipway_iso::model::Kind::Symlink(t) => {
+                        assert_eq!(t, target.as_bytes(), "/l/ name of {} bytes", name.len())
+                    }
+                    k => panic!("/l/{}: {}", name.len(), k.type_name()),
+                }
+            }
+        }
+    }
+    if have("xorriso") {
+        let find = sh(&format!("xorriso -indev {} -find / 2>/dev/null | wc -l", iso.display()));
+        assert_eq!(find.trim(), (1 + 3 + 3 * 255).to_string());
+    }
+    if have("bsdtar") {
+        let x = t.path().join("x");
+        std::fs::create_dir(&x).unwrap();
+        sh(&format!("bsdtar -xf {} -C {}", iso.display(), x.display()));
+        let d = Command::new("diff").arg("-r").arg("--no-dereference").arg(&src).arg(&x).output().unwrap();
+        assert!(d.status.success(), "bsdtar extract differs: {}", String::from_utf8_lossy(&d.stdout));
+    }
+}
+
+/// A symlink target xorriso could not load is refused, naming the entry.
+#[test]
+fn symlink_targets_over_1023_bytes_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::os::unix::fs::symlink("a".repeat(1024), src.join("long")).unwrap();
+    let (tree, _) = tree_from_dir(&src).unwrap();
+    let iso = t.path().join("x.iso");
+    let err = write_image(tree, &Image::default(), None, &iso, &|_, _| {}).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("/long") && msg.contains("1024 bytes"), "{msg}");
+    assert!(!iso.exists());
+}
