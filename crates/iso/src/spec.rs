@@ -38,6 +38,16 @@ pub const EMUL_FLOPPY_144: u8 = 2;
 pub const EMUL_FLOPPY_288: u8 = 3;
 pub const EMUL_HARD_DISK: u8 = 4;
 
+/// POSIX file types in Rock Ridge `PX` modes.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFIFO: u32 = 0o010000;
+
 /// Joliet escape sequence for UCS-2 level 3.
 pub const JOLIET_ESCAPE: &[u8; 3] = b"%/E";
 

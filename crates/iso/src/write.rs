@@ -465,14 +465,6 @@ struct Plan<'t> {
     report: WriteReport,
 }
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFIFO: u32 = 0o010000;
-const S_IFSOCK: u32 = 0o140000;
-
 fn subdirs(entries: &[Entry]) -> u32 {
     entries.iter().filter(|e| matches!(e.kind, Kind::Dir(_))).count() as u32
 }

@@ -22,13 +22,7 @@ const CHUNK: u64 = 64 * 1024;
 /// Associated file (ECMA-119 9.1.6): hidden, like the Linux kernel does.
 const FLAG_ASSOCIATED: u8 = 0x04;
 
-const S_IFMT: u32 = 0o170000;
-const S_IFSOCK: u32 = 0o140000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFIFO: u32 = 0o010000;
+use crate::spec::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK};
 
 /// Which names and metadata the tree is read with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
