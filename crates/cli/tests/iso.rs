@@ -1075,3 +1075,45 @@ fn boot_checks_work_on_xorriso_and_vendor_images() {
     no_layout_differences(&boot_layout_differences(grub, &out));
     listing_after_edit(grub, &out, &["/boot/hello.txt"], &["/boot/grub/fonts"]);
 }
+
+/// The layout Debian's own installer images have: made by xorriso with an
+/// isohybrid MBR, a GPT and the ESP as a file (`-isohybrid-gpt-basdat`).
+/// Edited, it keeps that layout and still boots from a disk under both
+/// firmwares and from a CD under UEFI.
+#[test]
+fn xorriso_hybrid_gpt_image_edited_keeps_its_gpt_and_still_boots() {
+    if !tools(&["xorriso", "bsdtar"]) || !require_qemu(&[Firmware::Bios, Firmware::Uefi]) {
+        return;
+    }
+    if !require_file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux") {
+        return;
+    }
+    let Some(fx) = iso_fixtures() else { return };
+    let t = tempdir();
+    let input = t.path().join("debian-like.iso");
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-r", "-J", "-joliet-long", "-V", "DEBIAN_LIKE"])
+        .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin"])
+        .args(["-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4"])
+        .args(["-boot-info-table", "-eltorito-alt-boot", "-e", "boot/efi.img", "-no-emul-boot"])
+        .args(["-isohybrid-gpt-basdat", "-o"])
+        .arg(&input)
+        .arg(fx.join("netboot-tree"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "xorriso: {}", String::from_utf8_lossy(&o.stderr));
+    sh("mkdir -p pool/main; head -c 3000000 /dev/urandom > pool/main/blob.deb", t.path());
+    let out = t.path().join("debian-like-edited.iso");
+    let add = format!("{}:/pool", t.path().join("pool").display());
+    ok(sw(t.path()).args(["iso", "edit"]).arg(&input).arg("-o").arg(&out).args(["--add", &add, "--rm", "/EFI"]));
+    let layout = boot_layout_differences(&input, &out);
+    layout.iter().for_each(|d| eprintln!("{d}"));
+    // UEFI boots boot/efi.img, so the loose /EFI folder can go.
+    listing_after_edit(&input, &out, &["/pool", "/pool/main", "/pool/main/blob.deb"], &["/EFI"]);
+    media_is_good(&out);
+    let r = boot_report(&out);
+    assert!(r.summary.contains("GPT"), "the GPT did not carry over:\n{}", r.text);
+    kernel_starts(t.path(), "debian-like-edited-bios-disk", Firmware::Bios, Medium::Disk, &out);
+    kernel_starts(t.path(), "debian-like-edited-uefi-disk", Firmware::Uefi, Medium::Disk, &out);
+    no_layout_differences(&layout);
+}
