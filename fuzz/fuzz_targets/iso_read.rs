@@ -1,6 +1,7 @@
 //! The ISO 9660 reader (`slipway_iso::read`) on arbitrary images: opening,
-//! `info()`, `tree()`, `boot()` and `system_area()` must return Ok or Err,
-//! never panic, hang or exhaust memory.
+//! `info()`, `tree()`, `boot()` and `system_area()`, and carrying the
+//! system area over to a new layout (`hybrid::CarriedArea`), must return Ok
+//! or Err, never panic, hang or exhaust memory.
 //!
 //! An input is an image without most of its system area, which is zeros in
 //! nearly every image and would only dilute the mutations: its first 2048
@@ -45,7 +46,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(img) = IsoImage::open(path) else { return };
     let _ = img.info();
     let tree = img.tree().unwrap_or_default();
-    let _ = img.boot(&tree);
-    let _ = img.system_area();
+    let boot = img.boot(&tree);
+    // What `iso edit` does with the input's MBR/GPT: keep it and re-target
+    // it to a layout (here the same one, then one moved by 7 sectors).
+    if let (Ok(Some((_, layout))), Ok(sa)) = (boot, img.system_area()) {
+        if let Ok(carried) = slipway_iso::hybrid::CarriedArea::from_image(&sa, &layout, img.len()) {
+            let _ = carried.render(&layout);
+            let mut moved = layout.clone();
+            moved.fs_sectors += 7;
+            moved.end_sectors += 7;
+            for (_, e) in &mut moved.boot {
+                e.lba += 7;
+            }
+            let _ = carried.render(&moved);
+        }
+    }
     let _ = (img.volume(), img.created(), img.volume_id());
 });
