@@ -141,9 +141,12 @@ pub fn write_image(
 
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().with_context(|| format!("{} is not a file name", out.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    remove_stale_temps(dir, prefix.as_encoded_bytes());
+    let mut tmp_name = prefix;
+    tmp_name.push(std::process::id().to_string());
     let tmp = dir.join(tmp_name);
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let guard = TempGuard(&tmp);
@@ -163,6 +166,21 @@ pub fn write_image(
         let _ = d.sync_all();
     }
     Ok(report)
+}
+
+/// Removes `PREFIX<pid>` files left by builds of the same output that were
+/// killed (their process is gone), so an interrupted build's partial image
+/// does not stay on disk for good.
+fn remove_stale_temps(dir: &Path, prefix: &[u8]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.as_encoded_bytes().strip_prefix(prefix) else { continue };
+        let Some(pid) = std::str::from_utf8(pid).ok().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 struct TempGuard<'a>(&'a Path);

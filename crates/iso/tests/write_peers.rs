@@ -155,3 +155,24 @@ fn symlink_targets_over_1023_bytes_are_refused() {
     assert!(msg.contains("/long") && msg.contains("1024 bytes"), "{msg}");
     assert!(!iso.exists());
 }
+
+/// A build killed half-way leaves `.NAME.tmp-PID`; the next build of the
+/// same output removes it when that process is gone, and leaves others'.
+#[test]
+fn stale_temporary_images_of_killed_builds_are_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), "a").unwrap();
+    // No process has pid 4194304 (above the kernel's pid_max limit).
+    let stale = t.path().join(".out.iso.tmp-4194304");
+    let other = t.path().join(".other.iso.tmp-4194304");
+    let live = t.path().join(format!(".out.iso.tmp-{}", std::os::unix::process::parent_id()));
+    for f in [&stale, &other, &live] {
+        std::fs::write(f, "partial").unwrap();
+    }
+    let (tree, _) = tree_from_dir(&src).unwrap();
+    write_image(tree, &Image::default(), None, &t.path().join("out.iso"), &|_, _| {}).unwrap();
+    assert!(!stale.exists(), "the killed build's temporary image is still there");
+    assert!(other.exists() && live.exists(), "a temporary file of another output or a live process went away");
+}
