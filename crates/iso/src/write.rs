@@ -570,6 +570,7 @@ impl<'t> Plan<'t> {
             let mut j_names = NameSet::default();
             let mut recs = Vec::new();
             let mut jrecs = Vec::new();
+            let mut subdirs_todo = Vec::new();
             for e in sorted {
                 let epath = child_path(&todo.path, &e.name);
                 check_name(&e.name, &epath)?;
@@ -611,7 +612,7 @@ impl<'t> Plan<'t> {
                             number: 0,
                             jnumber: 0,
                         });
-                        stack.push(Todo { dir: child, entries: children, meta: &e.meta, path: epath.clone() });
+                        subdirs_todo.push(Todo { dir: child, entries: children, meta: &e.meta, path: epath.clone() });
                         (Target::Dir(child), dir_serial(child), 2 + sub)
                     }
                     Kind::File { size, content } => {
@@ -675,6 +676,9 @@ impl<'t> Plan<'t> {
                     }
                 }
             }
+            // Subdirectories next, first name first: file data ends up in
+            // depth-first name order.
+            stack.extend(subdirs_todo.into_iter().rev());
             // Stable sorts keep the parts of a multi-extent file in order.
             recs.sort_by(|a, b| iso_order(&a.ident, &b.ident));
             jrecs.sort_by(|a, b| a.ident.cmp(&b.ident));
