@@ -334,7 +334,7 @@ fn write_with_progress(
     out: &Path,
     progress: &CliProgress,
 ) -> anyhow::Result<WriteReport> {
-    progress.phase("writing the image", None);
+    progress.phase("laying out the image", None);
     let last = Cell::new(0u64);
     let started = Cell::new(false);
     let report = write_image(tree, image, external, out, &|done, total| {
