@@ -400,8 +400,8 @@ fn host_entry(src: &Path, name: Vec<u8>) -> anyhow::Result<Entry> {
         let (tree, _) = slipway_iso::source::tree_from_dir(src)?;
         return Ok(Entry { name, meta: tree.root, kind: Kind::Dir(tree.entries), link: None });
     }
-    // A single file: scan its parent and pick it, so it gets the same
-    // metadata handling as a tree.
+    // A single entry: the metadata the tree model keeps (ISO images hold
+    // no xattrs), read with lstat so a symlink is added as a symlink.
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = model::Meta {
         mode: md.mode() & 0o7777,

@@ -326,7 +326,7 @@ impl IsoImage {
         let boot_extents: Vec<(u8, crate::hybrid::Extent)> = el_torito
             .iter()
             .flat_map(|e| e.entries.iter())
-            .map(|b| (platform_id(&b.platform), crate::hybrid::Extent { lba: b.lba, bytes: b.bytes }))
+            .map(|b| (b.platform_id, crate::hybrid::Extent { lba: b.lba, bytes: b.bytes }))
             .collect();
         Ok(IsoInfo {
             file: self.path.display().to_string(),
@@ -404,15 +404,4 @@ fn describe_descriptor(d: &Descriptor) -> DescriptorInfo {
         _ => {}
     }
     info
-}
-
-/// The El Torito platform id behind [`crate::write::platform_name`]'s text.
-fn platform_id(name: &str) -> u8 {
-    match name {
-        "BIOS" => crate::spec::PLATFORM_BIOS,
-        "UEFI" => crate::spec::PLATFORM_EFI,
-        "PowerPC" => crate::spec::PLATFORM_PPC,
-        "Mac" => crate::spec::PLATFORM_MAC,
-        other => u8::from_str_radix(other.trim_start_matches("0x"), 16).unwrap_or(0xFF),
-    }
 }

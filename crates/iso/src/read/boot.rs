@@ -44,6 +44,9 @@ pub struct ElToritoInfo {
 pub struct BootEntryInfo {
     /// `BIOS`, `UEFI`, `PowerPC`, `Mac`, or the id in hex (`0x..`).
     pub platform: String,
+    /// The platform id itself (not in the JSON, which has the name).
+    #[serde(skip)]
+    pub platform_id: u8,
     /// `none`, `floppy-1.2`, `floppy-1.44`, `floppy-2.88`, `hard-disk`, or
     /// the media type in hex.
     pub emulation: String,
@@ -346,13 +349,8 @@ pub(crate) fn info(img: &IsoImage, tree: &Tree) -> Result<Option<ElToritoInfo>> 
     let entries = entries
         .into_iter()
         .map(|r| BootEntryInfo {
-            platform: match r.raw.platform {
-                spec::PLATFORM_BIOS => "BIOS".into(),
-                spec::PLATFORM_EFI => "UEFI".into(),
-                spec::PLATFORM_PPC => "PowerPC".into(),
-                spec::PLATFORM_MAC => "Mac".into(),
-                p => format!("0x{p:02x}"),
-            },
+            platform: crate::write::platform_name(r.raw.platform),
+            platform_id: r.raw.platform,
             emulation: match r.raw.emulation {
                 spec::EMUL_NONE => "none".into(),
                 spec::EMUL_FLOPPY_12 => "floppy-1.2".into(),
