@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(
   libarchive-tools   # bsdtar: independent mtree check of applied trees
   attr acl           # getfattr/setfattr, setfacl: xattr and ACL checks
+  minisign           # independent check of package signatures
   debootstrap        # real Debian roots for round-trip tests
   xorriso genisoimage isolinux syslinux-common mtools dosfstools
   wimtools casync zstd hyperfine time   # peers for benchmarks

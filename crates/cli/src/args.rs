@@ -28,6 +28,9 @@ pub struct Global {
     /// or ~/.local/share/slipway/store]
     #[arg(long, global = true, env = "SLIPWAY_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// --store was given on the command line (not only in $SLIPWAY_STORE).
+    #[arg(skip)]
+    pub store_on_command_line: bool,
     /// Print no progress (errors and results still go out)
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -60,12 +63,16 @@ pub enum Cmd {
     /// through a symlink. Every chunk is checked against its hash as it is
     /// read.
     Apply(ApplyArgs),
-    /// Re-read and re-hash everything in the store
+    /// Re-read and re-hash everything in the store, or check a root
     ///
-    /// Checks every pack, chunk, index file, record and ref, and names the
-    /// images and paths that use anything damaged or missing. Exits 1 when
-    /// it finds a problem.
-    Verify(JsonArg),
+    /// Without --root: checks every pack, chunk, index file, record and ref,
+    /// and names the images and paths that use anything damaged or missing.
+    /// With --root: checks every file the installed packages own (and, with
+    /// --image, every file of the image the root came from) against the
+    /// signed catalog: kind, content, mode and owner; --repair restores what
+    /// differs from the package cache or the store. Exits 1 when it finds a
+    /// problem (that it did not repair).
+    Verify(VerifyArgs),
     /// Show what differs between two image versions, path by path
     ///
     /// Lists every path added, removed, changed in content (file data,
@@ -105,6 +112,58 @@ pub enum Cmd {
     /// the result.
     #[command(subcommand)]
     Iso(IsoCmd),
+    /// Make and trust Ed25519 signing keys for update packages
+    ///
+    /// Keys are minisign-compatible: `minisign -V -p KEY.pub` checks what
+    /// slipway signs with KEY.key.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Build, inspect, check and unpack update packages
+    ///
+    /// An update package (hotfix, rollup or service pack) is a signed
+    /// manifest of file operations with a compressed payload, optionally
+    /// binary deltas against the files it replaces. Format:
+    /// docs/package-format.md.
+    #[command(subcommand)]
+    Package(PackageCmd),
+    /// Apply update packages offline to an image or a directory (slipstream)
+    ///
+    /// With --image, writes a new version of the image with the packages
+    /// applied and recorded in it (`slipway info` lists them), so machines
+    /// deployed from it know what they have. With --tree, services a plain
+    /// directory (a distribution folder or an unpacked root) in place.
+    /// Superseded packages are skipped, with a message.
+    Integrate(IntegrateArgs),
+    /// Install update packages on a running system or a mounted root
+    ///
+    /// Checks signature, hashes and applicability, then plans: every change,
+    /// the bytes to write, the free space needed (staging plus backups), and
+    /// every file that would go down in version. Backs up what it changes,
+    /// stages new files, and commits through a write-ahead journal with
+    /// atomic renames (a running program keeps its old file). After a crash,
+    /// the next slipway command (or `slipway recover`) finishes or rolls
+    /// back, so the root is wholly old or wholly new. Logs to
+    /// ROOT/var/log/slipway/.
+    Install(InstallArgs),
+    /// Remove an installed update package, restoring what it changed
+    ///
+    /// Restores content and metadata bit for bit. When later packages sit on
+    /// the same files, their files stay and will restore the version from
+    /// below this package when they are uninstalled in turn.
+    Uninstall(UninstallArgs),
+    /// List the update packages installed or integrated on a root
+    Packages(RootJsonArgs),
+    /// Find installed hotfixes that packages would regress (or did)
+    ///
+    /// Compares per-file versions: lists every file of an installed package
+    /// (or of the root's Debian packages) that is newer than what the given
+    /// packages bring. `install` refuses such packages unless
+    /// --allow-regress. With --installed, lists installed packages whose
+    /// files a later package took down in version. Exits 3 when it finds
+    /// something.
+    Scan(ScanArgs),
+    /// Finish or roll back an interrupted install or uninstall
+    Recover(RootJsonArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -428,6 +487,280 @@ pub struct IsoEditArgs {
     #[command(flatten)]
     pub volume: VolumeArgs,
     /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Check this root against its installed packages instead of the store
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// With --root: restore changed or missing files
+    #[arg(long, requires = "root")]
+    pub repair: bool,
+    /// With --root: also check the files of this image (NAME or NAME@VERSION)
+    #[arg(long, requires = "root", value_name = "IMAGE")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Trust this public key for this command (besides the trusted keys)
+    #[arg(long = "trust", value_name = "PUB")]
+    pub keys: Vec<PathBuf>,
+    /// Accept packages without a signature (a bad signature is never
+    /// accepted)
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Make a key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub
+    New {
+        /// Path prefix of the two files
+        prefix: PathBuf,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a public key: on a machine (ROOT/etc/slipway/trusted.d, default
+    /// /), or in a store (STORE/trusted.d) with --store
+    Trust {
+        /// The public key file (PREFIX.pub)
+        public: PathBuf,
+        /// The machine root whose trust to change
+        #[arg(long, value_name = "DIR", conflicts_with = "store")]
+        root: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List trusted keys of a machine root (or of the store with --store)
+    List {
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PackageCmd {
+    /// Build a package from a directory and a manifest, or from two trees
+    ///
+    /// --from DIR --manifest FILE: every entry below DIR is written by the
+    /// package; FILE (TOML) gives id, title, version, kind, applies_to,
+    /// requires, supersedes, deletes and per-file versions. --diff OLD NEW:
+    /// the operations that turn tree OLD into tree NEW, with binary deltas
+    /// against OLD's files where they are smaller, and per-file versions
+    /// from NEW's dpkg database.
+    Build(PackageBuildArgs),
+    /// Show a package's manifest summary, signature and operations
+    Info(PackageFileArgs),
+    /// Check a package's signature and every hash, writing nothing
+    Verify(PackageFileArgs),
+    /// Unpack a package's files into a directory (the old `-x`)
+    Extract(PackageExtractArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["from", "diff"])))]
+pub struct PackageBuildArgs {
+    /// Directory holding the files the package writes (with --manifest)
+    #[arg(long, value_name = "DIR", requires = "manifest")]
+    pub from: Option<PathBuf>,
+    /// The package manifest (TOML; see docs/package-format.md)
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Derive the operations from two trees: OLD and NEW
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], requires = "id", conflicts_with = "manifest")]
+    pub diff: Option<Vec<PathBuf>>,
+    /// Package id (with --diff)
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Title (with --diff) [default: the id]
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Package version (with --diff)
+    #[arg(long = "pkg-version", value_name = "VERSION", default_value = "1")]
+    pub pkg_version: String,
+    /// hotfix, rollup or service-pack (with --diff)
+    #[arg(long, default_value = "hotfix")]
+    pub kind: String,
+    /// Description (with --diff)
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Required os-release ID of the target (with --diff)
+    #[arg(long, value_name = "ID")]
+    pub os_id: Option<String>,
+    /// Image names it applies to (with --diff; repeatable)
+    #[arg(long = "for-image", value_name = "NAME")]
+    pub images: Vec<String>,
+    /// Packages that must be installed first (with --diff; repeatable)
+    #[arg(long, value_name = "ID")]
+    pub requires: Vec<String>,
+    /// Packages this one supersedes (with --diff; repeatable)
+    #[arg(long, value_name = "ID")]
+    pub supersedes: Vec<String>,
+    /// Sign with this secret key (PREFIX.key)
+    #[arg(long, value_name = "KEY", required_unless_present = "unsigned")]
+    pub sign: Option<PathBuf>,
+    /// Build an unsigned package (installs only with --allow-unsigned)
+    #[arg(long, conflicts_with = "sign")]
+    pub unsigned: bool,
+    /// Store full files only, no binary deltas
+    #[arg(long)]
+    pub no_deltas: bool,
+    /// zstd level (1-22)
+    #[arg(long, default_value_t = 19)]
+    pub level: i32,
+    /// Output package file
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PackageFileArgs {
+    /// The package file
+    pub package: PathBuf,
+    /// Machine root whose trusted keys to use [default: /]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// List every operation (info)
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PackageExtractArgs {
+    /// The package file
+    pub package: PathBuf,
+    /// Directory to write the files into (created; must be empty)
+    pub dest: PathBuf,
+    /// Tree holding the base files for delta entries (else they are skipped)
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// Machine root whose trusted keys to use [default: /]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("into").required(true).args(["image", "tree"])))]
+pub struct IntegrateArgs {
+    /// Package files, applied in this order
+    #[arg(required = true)]
+    pub packages: Vec<PathBuf>,
+    /// The image to service (NAME or NAME@VERSION); writes a new version
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// A directory to service in place
+    #[arg(long, value_name = "DIR")]
+    pub tree: Option<PathBuf>,
+    /// Show the plan, change nothing
+    #[arg(long, alias = "plan")]
+    pub dry_run: bool,
+    /// Integrate even when files would go down in version
+    #[arg(long)]
+    pub allow_regress: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Package files, installed in this order (one transaction each)
+    #[arg(required = true)]
+    pub packages: Vec<PathBuf>,
+    /// The root to service
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print the plan (every change, bytes, space, downgrades), change
+    /// nothing
+    #[arg(long, alias = "plan")]
+    pub dry_run: bool,
+    /// Install even when files would go down in version
+    #[arg(long)]
+    pub allow_regress: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UninstallArgs {
+    /// The package id
+    pub id: String,
+    /// The root to service
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print the plan, change nothing
+    #[arg(long, alias = "plan")]
+    pub dry_run: bool,
+    /// Uninstall even if another installed package requires it
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RootJsonArgs {
+    /// The root
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").required(true).args(["packages", "installed"])))]
+pub struct ScanArgs {
+    /// Packages to check before installing them
+    pub packages: Vec<PathBuf>,
+    /// Check what is installed: packages a later one regressed
+    #[arg(long)]
+    pub installed: bool,
+    /// The root
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// List every file compared
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Also write the report to this file
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print JSON
     #[arg(long)]
     pub json: bool,
 }

@@ -54,11 +54,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 description: a.description,
                 one_file_system: a.one_file_system,
                 rehash: a.rehash,
+                packages: vec![],
             };
             let r = capture(&mut s, &a.src, &opts, &p)?;
             print_capture("captured", &a.src.display().to_string(), &r, a.json);
         }
         Cmd::Iso(c) => return crate::iso::run(&g, c),
+        Cmd::Key(c) => return crate::servicing::key(&g, c),
+        Cmd::Package(c) => return crate::servicing::package(&g, c),
+        Cmd::Integrate(a) => return crate::servicing::integrate(&g, a),
+        Cmd::Install(a) => return crate::servicing::install(&g, a),
+        Cmd::Uninstall(a) => return crate::servicing::uninstall(&g, a),
+        Cmd::Packages(a) => return crate::servicing::packages(a),
+        Cmd::Scan(a) => return crate::servicing::scan(&g, a),
+        Cmd::Recover(a) => return crate::servicing::recover(a),
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
             let mut s = open(&g)?;
@@ -108,6 +117,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     r.seconds
                 );
             }
+        }
+        Cmd::Verify(a) if a.root.is_some() => {
+            let root = a.root.clone().expect("checked");
+            return crate::servicing::verify_root(&g, &a, &root);
         }
         Cmd::Verify(a) => {
             let mut s = open(&g)?;

@@ -6,13 +6,19 @@ mod commands;
 mod human;
 mod iso;
 mod progress;
+mod servicing;
 mod sigpipe;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
     sigpipe::reset();
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let mut cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli.global.store_on_command_line = store_on_command_line(&matches);
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -20,4 +26,16 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Whether --store was typed (it is global, so look in the subcommands too).
+fn store_on_command_line(m: &clap::ArgMatches) -> bool {
+    let mut cur = Some(m);
+    while let Some(m) = cur {
+        if m.value_source("store") == Some(clap::parser::ValueSource::CommandLine) {
+            return true;
+        }
+        cur = m.subcommand().map(|(_, sub)| sub);
+    }
+    false
 }

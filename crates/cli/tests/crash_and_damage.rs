@@ -568,6 +568,7 @@ fn forge_image(store: &Path, name: &str, tree: BlobId) {
         parent: None,
         root: RootDir { mode: 0o755, uid: 0, gid: 0, mtime: (1_600_000_000, 0), xattrs: vec![], tree },
         stats: ImageStats::default(),
+        packages: vec![],
     };
     let bytes = record.encode();
     let id = BlobId::of(&bytes);

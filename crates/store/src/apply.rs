@@ -267,6 +267,7 @@ mod tests {
             parent: None,
             root: RootDir::new(&meta, tree_id),
             stats: ImageStats::default(),
+            packages: vec![],
         };
         store.commit_image(&record).unwrap();
         let img = store.resolve(&"evil".parse().unwrap()).unwrap();

@@ -32,6 +32,8 @@ pub struct CaptureOptions {
     /// Read every file, even ones the previous version's source cache says
     /// are unchanged.
     pub rehash: bool,
+    /// Update packages to record in the new version (`slipway integrate`).
+    pub packages: Vec<crate::record::PackageRef>,
 }
 
 /// The outcome of a capture.
@@ -82,6 +84,8 @@ pub(crate) struct NewVersion {
     pub version: u32,
     /// The record of the newest existing version of the name.
     pub parent: Option<BlobId>,
+    /// Update packages to record.
+    pub packages: Vec<crate::record::PackageRef>,
 }
 
 impl NewVersion {
@@ -97,6 +101,7 @@ impl NewVersion {
             description: description.to_string(),
             version: versions.last().copied().unwrap_or(0) + 1,
             parent,
+            packages: vec![],
         })
     }
 }
@@ -282,6 +287,7 @@ impl<'a> ImageBuilder<'a> {
             parent: new.parent,
             root: RootDir::new(root_meta, root_tree),
             stats,
+            packages: new.packages.clone(),
         };
         let record_id = store.commit_image(&record)?;
         debug_assert!(store.resolve(&ImageSpec { name: new.name.clone(), version: Some(new.version) }).is_ok());
@@ -328,7 +334,8 @@ fn capture_locked(
     for (p, why) in &scan_stats.skipped {
         progress.note(&format!("skipped {}: {why}", p.display()));
     }
-    let new = NewVersion::next(store, &opts.name, &opts.description)?;
+    let mut new = NewVersion::next(store, &opts.name, &opts.description)?;
+    new.packages = opts.packages.clone();
     let old_cache = match (&new.parent, opts.rehash) {
         (Some(p), false) => match source_cache::load(store, p) {
             Ok(c) => c,

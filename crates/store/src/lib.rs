@@ -49,7 +49,7 @@ pub use lock::WriteLock;
 pub use pack::{decompress_frame, parse_pack, BlobKind, Corrupt, PackEntry};
 pub use progress::{NoProgress, Progress};
 pub use rebuild::{rebuild_index, RebuildReport};
-pub use record::{check_name, rfc3339, ImageRecord, ImageSpec, ImageStats, RootDir};
+pub use record::{check_name, rfc3339, ImageRecord, ImageSpec, ImageStats, PackageRef, RootDir};
 pub use slipway_fstree::ApplyOptions;
 pub use source_cache::{Seen, SourceCache};
 pub use store::{pack_id_of, BlobReader, ImageVersion, ReadError, Store};

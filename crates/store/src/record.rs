@@ -24,6 +24,22 @@ pub struct ImageRecord {
     pub parent: Option<BlobId>,
     pub root: RootDir,
     pub stats: ImageStats,
+    /// Update packages integrated into this version (`slipway integrate`),
+    /// in the order they were applied, including those of earlier versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageRef>,
+}
+
+/// An update package recorded in an image.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRef {
+    pub id: String,
+    pub version: String,
+    /// `hotfix`, `rollup` or `service-pack`.
+    pub kind: String,
+    /// BLAKE3 of the package file.
+    pub blake3: String,
 }
 
 /// The image's top directory: its own metadata and tree.

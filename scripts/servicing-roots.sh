@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds (once) two real Debian roots for the servicing tests and benchmark:
+#   DEST/old: the bookworm minbase root (scripts/minbase-root.sh)
+#   DEST/new: the same root after `apt-get upgrade` against this machine's
+#             bookworm, bookworm-updates and bookworm-security sources, and
+#             `apt-get install less`: real updated ELF files, new files,
+#             changed configuration, and files apt removed.
+# The apt sources are this machine's own (copied in at run time); no host is
+# hard-coded. Cached: DEST.complete marks a finished build.
+#
+# usage: scripts/servicing-roots.sh DEST
+set -euo pipefail
+dest=${1:?usage: servicing-roots.sh DEST}
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -f "$dest.complete" ]; then
+  echo "$dest"
+  exit 0
+fi
+base=$("$here/minbase-root.sh" "$(dirname "$dest")/minbase-bookworm")
+rm -rf "$dest"
+mkdir -p "$dest"
+cp -a "$base" "$dest/old"
+cp -a "$base" "$dest/new"
+new="$dest/new"
+# This machine's sources, so the chroot sees the same mirror and the
+# security archive.
+rm -f "$new/etc/apt/sources.list"
+mkdir -p "$new/etc/apt/sources.list.d"
+cp /etc/apt/sources.list.d/*.sources "$new/etc/apt/sources.list.d/" 2>/dev/null || true
+[ -f /etc/apt/sources.list ] && grep -v '^#' /etc/apt/sources.list > "$new/etc/apt/sources.list" || true
+cp /etc/resolv.conf "$new/etc/resolv.conf"
+mount -t proc proc "$new/proc"
+trap 'umount "$new/proc" 2>/dev/null || true' EXIT
+{
+  chroot "$new" apt-get update
+  DEBIAN_FRONTEND=noninteractive chroot "$new" apt-get -y -o Dpkg::Options::=--force-confold upgrade
+  DEBIAN_FRONTEND=noninteractive chroot "$new" apt-get -y --no-install-recommends install less
+  chroot "$new" apt-get clean
+} >"$dest.log" 2>&1 || {
+  echo "servicing-roots: apt in the chroot failed; last lines of $dest.log:" >&2
+  tail -5 "$dest.log" >&2
+  exit 1
+}
+umount "$new/proc"
+trap - EXIT
+cp "$dest/old/etc/resolv.conf" "$new/etc/resolv.conf" 2>/dev/null || rm -f "$new/etc/resolv.conf"
+touch "$dest.complete"
+echo "$dest"
