@@ -26,6 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use ct_codecs::Decoder as _;
 
 use crate::delta::{self, DecodeError, Encoded};
 use crate::keys::{key_id, TrustedKey};
@@ -422,6 +423,13 @@ fn check_signature(
     }
     let text = String::from_utf8(sig).map_err(|_| bad("the signature is not text".into()))?;
     let sbox = minisign::SignatureBox::from_string(&text).map_err(|e| bad(format!("unreadable signature: {e}")))?;
+    // minisign 0.10 indexes the global signature (4th line) as 64 bytes
+    // without checking its length: check it here, so a forged one is a bad
+    // signature instead of a panic.
+    let global = text.lines().nth(3).map(|l| ct_codecs::Base64::decode_to_vec(l.trim(), None));
+    if !matches!(global, Some(Ok(ref g)) if g.len() == 64) {
+        return Err(bad("the global signature (4th line) is not 64 bytes of base64".into()));
+    }
     let id = key_id(sbox.keynum());
     let Some(key) = opts.trusted.iter().find(|k| k.key.keynum() == sbox.keynum()) else {
         return Err(PackageError::UntrustedKey { path: path.to_owned(), key_id: id });
@@ -997,6 +1005,18 @@ mod tests {
                 assert!(matches!(e, PackageError::BadSignature { .. }), "byte {at}: {e}");
             }
         }
+        // A short global signature (last line): bad, not a panic in minisign.
+        let pkg = open(&sample(&f, "g.slwpkg", true), &f, false).unwrap();
+        let text = pkg.signature_text().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let short = format!("{}\n{}\n{}\nAAAA\n", lines[0], lines[1], lines[2]);
+        let g = f.dir.join("g2.slwpkg");
+        let mut raw_pkg = raw(pkg.manifest_bytes(), short.as_bytes(), b"");
+        let payload = fs::read(f.dir.join("g.slwpkg")).unwrap();
+        raw_pkg.extend_from_slice(&payload[sections(&payload).2..]);
+        fs::write(&g, &raw_pkg).unwrap();
+        let e = open(&g, &f, true).unwrap_err();
+        assert!(matches!(&e, PackageError::BadSignature { why, .. } if why.contains("global")), "{e}");
         // A damaged signature text is bad too, never "unsigned".
         let mut b = bytes.clone();
         b[s + 3] ^= 0x20;

@@ -294,6 +294,8 @@ mod tests {
         content.extend_from_slice(b"one more line\n");
         let enc = roundtrip(&content, Some(&base), EncodeOptions::default());
         assert_eq!(enc.encoding, Encoding::ZstdRef);
+        let candidates = [zstd_full(&content, 19).unwrap().len(), zstd_ref(&content, &base, 19).unwrap().len()];
+        assert_eq!(enc.bytes.len(), *candidates.iter().min().unwrap());
         assert_eq!(enc.base, Some(blake3::hash(&base).to_hex().to_string()));
         assert!(enc.bytes.len() * 10 < enc.full_len as usize, "{} vs {}", enc.bytes.len(), enc.full_len);
         // The delta needs its base, and the right one.
@@ -321,12 +323,14 @@ mod tests {
         new.splice(2000..2000, b"inserted".iter().copied());
         let enc = roundtrip(&new, Some(&ls), EncodeOptions::default());
         assert_eq!(enc.encoding, Encoding::BidiffZstd);
+        let candidates = [zstd_full(&new, 19).unwrap().len(), bidiff_zstd(&new, &ls, 19).unwrap().len()];
+        assert_eq!(enc.bytes.len(), *candidates.iter().min().unwrap());
         assert!(enc.bytes.len() * 5 < enc.full_len as usize, "{} vs {}", enc.bytes.len(), enc.full_len);
         // Unrelated ELF files: whichever is smaller, and it still decodes.
         let cp = std::fs::read("/usr/bin/cp").unwrap();
         let enc = roundtrip(&cp, Some(&ls), EncodeOptions::default());
         let full = zstd_full(&cp, 19).unwrap();
-        assert!(enc.bytes.len() <= full.len());
+        assert_eq!(enc.bytes.len(), full.len().min(bidiff_zstd(&cp, &ls, 19).unwrap().len()));
         assert_eq!(enc.full_len, full.len() as u64);
     }
 

@@ -45,7 +45,21 @@ pub fn image(
     opts.image = Some(img.record.name.clone());
     // Packages are opened and checked before the image is touched.
     service::open_packages(packages, &opts)?;
-    let work = store.path().join("tmp").join(format!("integrate-{}", std::process::id()));
+    // The store's own tmp/ is emptied whenever its writer lock is taken, so
+    // the working tree lives in work/; trees that killed runs left behind
+    // (their process is gone) are removed here.
+    let work_dir = store.path().join("work");
+    if let Ok(rd) = std::fs::read_dir(&work_dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = n.strip_prefix("integrate-").and_then(|p| p.parse::<u32>().ok()) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let work = work_dir.join(format!("integrate-{}", std::process::id()));
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }

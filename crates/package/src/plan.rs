@@ -278,6 +278,10 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
         if state::is_reserved(rel) {
             bail!("package {}: {rel} is slipway's own state; packages may not write there", m.id);
         }
+        let makes_dir = matches!(op.entry.as_ref().map(|e| &e.node), Some(Node::Dir));
+        if state::holds_reserved(rel) && !makes_dir {
+            bail!("package {}: {rel} holds slipway's own state; packages may not delete or replace it", m.id);
+        }
         let found = root.inspect(rel)?;
         // The nearest existing directory on the path (for staging).
         let parent = rel.rfind('/').map(|k| &rel[..k]).unwrap_or("");
@@ -387,7 +391,7 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
                         check_emptied(root, rel, &m.ops)?;
                     }
                 }
-                if let (Some(brings), Some((have, owner))) = (&op.version, &cur_version) {
+                if let (Some(brings), Some((have, owner)), Snapshot::File { .. }) = (&op.version, &cur_version, &new) {
                     if version::compare(brings, have).is_lt() {
                         plan.downgrades.push(Downgrade {
                             path: rel.into(),

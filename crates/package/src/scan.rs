@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::container::Package;
 use crate::dpkg;
+use crate::manifest::Node;
 use crate::plan::current_version;
 use crate::rootfs::Root;
-use crate::state::State;
+use crate::state::{Snapshot, State};
 use crate::version;
 
 /// A file that would go (or went) down in version.
@@ -57,6 +58,10 @@ pub fn before(root: &Root, state: &State, pkgs: &[Package], verbose: bool) -> Sc
             continue; // would be skipped by install
         }
         for op in &p.manifest.ops {
+            // Versions of files only (a directory's version says nothing).
+            if !matches!(op.entry.as_ref().map(|e| &e.node), Some(Node::File { .. } | Node::Hardlink { .. })) {
+                continue;
+            }
             let (Some(brings), Some((have, owner))) = (&op.version, current_version(state, &owners, &op.path)) else {
                 continue;
             };
@@ -89,7 +94,7 @@ pub fn installed(state: &State, verbose: bool) -> ScanReport {
     let mut r = ScanReport { packages: state.packages.iter().map(|p| p.id.clone()).collect(), ..Default::default() };
     for (k, p) in state.packages.iter().enumerate() {
         for c in &p.changes {
-            let Some(mine) = &c.version else { continue };
+            let Some(mine) = c.version.as_ref().filter(|_| matches!(c.above, Snapshot::File { .. })) else { continue };
             for q in &state.packages[k + 1..] {
                 let Some(theirs) = q.changes.iter().find(|x| x.path == c.path).and_then(|x| x.version.as_ref()) else {
                     continue;

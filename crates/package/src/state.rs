@@ -23,11 +23,16 @@ pub const STATE_DIR: &str = "var/lib/slipway";
 /// The log directory of a root, relative to it.
 pub const LOG_DIR: &str = "var/log/slipway";
 
-/// Paths below which packages may not write (slipway's own state).
+/// Paths packages may not write: slipway's own state, logs and trust
+/// (`var/lib/slipway`, `var/log/slipway`, `etc/slipway` and below).
 pub fn is_reserved(rel: &str) -> bool {
     [STATE_DIR, LOG_DIR, "etc/slipway"].iter().any(|r| rel == *r || rel.starts_with(&format!("{r}/")))
-        || STATE_DIR.starts_with(&format!("{rel}/"))
-        || LOG_DIR.starts_with(&format!("{rel}/"))
+}
+
+/// Directories that hold slipway's own: a package may set their metadata
+/// but not delete them or turn them into something else.
+pub fn holds_reserved(rel: &str) -> bool {
+    [STATE_DIR, LOG_DIR, "etc/slipway"].iter().any(|r| rel.is_empty() || r.starts_with(&format!("{rel}/")))
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

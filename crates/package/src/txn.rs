@@ -95,9 +95,9 @@ pub struct Journal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<(PathBuf, String)>,
     /// Modification times of the existing directories the transaction
-    /// creates, renames or removes entries in (and that it does not set
-    /// itself): put back after commit and after rollback, so the root's
-    /// directories are exactly old or exactly new.
+    /// creates, renames or removes entries in: put back after rollback, and
+    /// after commit before the package's own directory metadata is set, so
+    /// the root's directories are exactly old or exactly new.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dir_times: Vec<(String, (i64, u32))>,
 }
@@ -110,9 +110,6 @@ pub fn dir_times(root: &Root, steps: &[Step]) -> anyhow::Result<Vec<(String, (i6
     dirs.dedup();
     let mut out = vec![];
     for d in dirs {
-        if steps.iter().any(|s| s.path == d && matches!(s.new, Snapshot::Dir { .. })) {
-            continue;
-        }
         if root.inspect(d)? == Found::Dir || d.is_empty() {
             out.push((d.to_string(), root.meta(d)?.mtime));
         }
@@ -148,7 +145,9 @@ pub(crate) fn crash_point() {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     if let Some(n) = std::env::var_os("SLIPWAY_CRASH_AFTER").and_then(|v| v.to_str()?.parse::<u64>().ok()) {
         if COUNT.fetch_add(1, Ordering::SeqCst) + 1 == n {
-            std::process::abort();
+            // As abrupt as `kill -9` for what is on disk: no more writes,
+            // nothing cleaned up (and no core file, unlike abort()).
+            std::process::exit(137);
         }
     }
 }
@@ -435,7 +434,10 @@ pub fn commit(root: &Root, j: &Journal, progress: &dyn Progress) -> anyhow::Resu
             );
         }
     }
-    // 4. Directory metadata, deepest first (renames above changed mtimes).
+    // 4. Directory metadata: first the old times of every directory the
+    //    transaction touched, then the new metadata of the package's own
+    //    directories, deepest first.
+    restore_dir_times(root, j)?;
     order.reverse();
     for &i in &order {
         let s = &j.steps[i];
@@ -444,7 +446,6 @@ pub fn commit(root: &Root, j: &Journal, progress: &dyn Progress) -> anyhow::Resu
             rootfs::set_meta_fd(&fd, meta, root.sets_owner(), &root.display(&s.path))?;
         }
     }
-    restore_dir_times(root, j)?;
     // 5. Durable: sync every directory that changed.
     let mut dirs: Vec<&str> = j.steps.iter().map(|s| parent_of(&s.path)).collect();
     dirs.extend(j.steps.iter().filter_map(|s| s.staged.as_deref()).map(parent_of));
