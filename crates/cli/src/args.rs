@@ -562,7 +562,7 @@ pub enum PackageCmd {
     /// the operations that turn tree OLD into tree NEW, with binary deltas
     /// against OLD's files where they are smaller, and per-file versions
     /// from NEW's dpkg database.
-    Build(PackageBuildArgs),
+    Build(Box<PackageBuildArgs>),
     /// Show a package's manifest summary, signature and operations
     Info(PackageFileArgs),
     /// Check a package's signature and every hash, writing nothing

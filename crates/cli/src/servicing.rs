@@ -414,7 +414,7 @@ fn extract(p: &Package, dest: &Path, base: Option<&Path>) -> anyhow::Result<(usi
         written += 1;
     }
     // Directory metadata last, deepest first.
-    dirs_meta.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    dirs_meta.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
     for (comps, meta) in dirs_meta {
         t.open_dir(&comps)?.finish(&meta)?;
     }

@@ -27,6 +27,21 @@ const COMMANDS: &[&[&str]] = &[
     &["iso", "info"],
     &["iso", "extract"],
     &["iso", "edit"],
+    &["key"],
+    &["key", "new"],
+    &["key", "trust"],
+    &["key", "list"],
+    &["package"],
+    &["package", "build"],
+    &["package", "info"],
+    &["package", "verify"],
+    &["package", "extract"],
+    &["integrate"],
+    &["install"],
+    &["uninstall"],
+    &["packages"],
+    &["scan"],
+    &["recover"],
 ];
 
 #[test]

@@ -360,8 +360,8 @@ pub fn list_dir(dir: &OwnedFd, full: &Path) -> Result<Vec<Vec<u8>>> {
     let d = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(ioerr("listing", full))?;
     let mut out = Vec::new();
-    let mut it = rustix::fs::Dir::read_from(&d).map_err(ioerr("listing", full))?;
-    while let Some(e) = it.next() {
+    let it = rustix::fs::Dir::read_from(&d).map_err(ioerr("listing", full))?;
+    for e in it {
         let e = e.map_err(ioerr("listing", full))?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {

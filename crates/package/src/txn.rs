@@ -192,20 +192,34 @@ fn prepare(root: &Root, j: &Journal, pkg: Option<&Package>, progress: &dyn Progr
         stage(root, j, s, staged, pkg).with_context(|| format!("staging {}", root.display(&s.path).display()))?;
         crash_point();
     }
-    // Make the staged entries durable.
+    // Make the staged entries and backups durable: one syncfs per
+    // filesystem rather than an fsync per file.
     let mut dirs: Vec<&str> = j.steps.iter().filter_map(|s| s.staged.as_deref()).map(parent_of).collect();
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        if let Some(fd) = root.open_dir(d)? {
-            rootfs::sync_dir(&fd, &root.display(d))?;
-        }
-    }
+    dirs.push(STATE_DIR);
+    sync_filesystems(root, dirs)?;
     if let (Some((src, id)), Some(_)) = (&j.cache, pkg) {
         let dest = state::cache_path(root.path(), id);
         if !dest.exists() {
             let bytes = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
             state::write_atomic(&dest, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// `syncfs` once on each filesystem holding one of `dirs` (relative to the
+/// root): the data, metadata and directory entries written there are
+/// durable when it returns.
+fn sync_filesystems(root: &Root, mut dirs: Vec<&str>) -> anyhow::Result<()> {
+    dirs.sort();
+    dirs.dedup();
+    let mut done = std::collections::HashSet::new();
+    for d in dirs {
+        let Some(fd) = root.open_dir(d)? else { continue };
+        let dev = rustix::fs::fstat(&fd).with_context(|| format!("inspecting {}", root.display(d).display()))?.st_dev;
+        if done.insert(dev) {
+            rustix::fs::syncfs(&fd)
+                .with_context(|| format!("syncing the filesystem of {}", root.display(d).display()))?;
         }
     }
     Ok(())
@@ -252,7 +266,7 @@ fn backup(root: &Root, rel: &str, obj: &str) -> anyhow::Result<()> {
         bail!("{} changed while the transaction was planned; run the command again", root.display(rel).display());
     }
     fs::rename(&tmp, &dest).with_context(|| format!("renaming {}", tmp.display()))?;
-    rustix::fs::fsync(&dfd)?;
+    // Made durable with the staged files (one syncfs), before the commit.
     Ok(())
 }
 
@@ -315,7 +329,7 @@ fn stage(root: &Root, j: &Journal, s: &Step, staged: &str, pkg: Option<&Package>
                 bail!("staged {} has BLAKE3 {got}, expected {blake3}", full.display());
             }
             rootfs::set_meta_fd(&f, meta, root.sets_owner(), &full)?;
-            f.sync_all().with_context(|| format!("syncing {}", full.display()))?;
+            // Synced with every other staged file before the commit point.
         }
         (Snapshot::Symlink { target, meta }, _) => {
             rustix::fs::symlinkat(OsStr::from_bytes(target.as_bytes()), &dir, name)
@@ -446,16 +460,10 @@ pub fn commit(root: &Root, j: &Journal, progress: &dyn Progress) -> anyhow::Resu
             rootfs::set_meta_fd(&fd, meta, root.sets_owner(), &root.display(&s.path))?;
         }
     }
-    // 5. Durable: sync every directory that changed.
+    // 5. Durable: every filesystem that changed.
     let mut dirs: Vec<&str> = j.steps.iter().map(|s| parent_of(&s.path)).collect();
     dirs.extend(j.steps.iter().filter_map(|s| s.staged.as_deref()).map(parent_of));
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        if let Some(fd) = root.open_dir(d)? {
-            rootfs::sync_dir(&fd, &root.display(d))?;
-        }
-    }
+    sync_filesystems(root, dirs)?;
     state::save(root.path(), &j.state_after)?;
     crash_point();
     fs::remove_file(journal_path(root.path())).context("removing the journal")?;
