@@ -573,6 +573,8 @@ pub enum PackageCmd {
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("source").required(true).args(["from", "diff"])))]
+#[command(override_usage = "slipway package build --from DIR --manifest FILE --sign KEY -o PKG\n       \
+slipway package build --diff OLD NEW --id ID --sign KEY -o PKG [OPTIONS]")]
 pub struct PackageBuildArgs {
     /// Directory holding the files the package writes (with --manifest)
     #[arg(long, value_name = "DIR", requires = "manifest")]
