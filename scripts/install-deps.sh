@@ -10,6 +10,7 @@ PKGS=(
   debootstrap        # real Debian roots for round-trip tests
   xorriso genisoimage isolinux syslinux-common mtools dosfstools
   wimtools casync zstd hyperfine time   # peers for benchmarks
+  rsync xz-utils                        # references for bench/servicing.sh
   e2fsprogs          # mkfs.ext4 for the journaled bench filesystem
   qemu-system-x86 ovmf                       # ISO boot tests: SeaBIOS and UEFI (TCG)
   grub-efi-amd64-bin grub-pc-bin grub-common # GRUB for the UEFI boot fixture

@@ -61,6 +61,24 @@ new=$(slipway images --json | python3 -c 'import json,sys; print([i["image"] for
 prev=quickstart@$(( ${new#quickstart@} - 1 ))
 slipway diff "$prev" "$new" --bytes
 
+echo "== updates: a signed hotfix made from two trees, installed and uninstalled on a copy, then slipstreamed"
+rm -rf "$work/keys" "$work/serviced"
+mkdir -p "$work/keys"
+slipway key new "$work/keys/quickstart"
+slipway package build --diff "$master" "$work/applied" --id QS-HOTFIX-1 --title "quick start motd" \
+  --sign "$work/keys/quickstart.key" -o "$work/qs-hotfix.slwpkg"
+slipway package verify "$work/qs-hotfix.slwpkg" --trust "$work/keys/quickstart.pub"
+cp -a "$master" "$work/serviced"
+slipway install "$work/qs-hotfix.slwpkg" --root "$work/serviced" --trust "$work/keys/quickstart.pub"
+slipway packages --root "$work/serviced"
+mts() { (cd "$1" && bsdtar -cf - --format=mtree --options='!all,type,uid,gid,mode,time,size,sha256,link,device,nlink' \
+  --exclude ./var/lib/slipway --exclude ./var/log/slipway .); }
+diff <(mts "$work/applied") <(mts "$work/serviced") >/dev/null || { echo "installed tree differs from the target tree" >&2; exit 1; }
+slipway uninstall QS-HOTFIX-1 --root "$work/serviced"
+diff <(mts "$master") <(mts "$work/serviced") >/dev/null || { echo "uninstall did not restore the master" >&2; exit 1; }
+echo "install and uninstall: the copy matched the serviced tree, then the master again"
+slipway integrate "$work/qs-hotfix.slwpkg" --image quickstart@1 --trust "$work/keys/quickstart.pub"
+
 echo "== boot media: an ISO straight from the newest version, read back by xorriso and bsdtar"
 slipway iso build --image "$new" -o "$work/quickstart.iso" --volume-id QUICKSTART
 slipway iso info "$work/quickstart.iso"

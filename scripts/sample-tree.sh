@@ -7,7 +7,7 @@
 set -euo pipefail
 dest=${1:?usage: sample-tree.sh DEST}
 rm -rf "$dest"
-mkdir -p "$dest/usr/share" "$dest/usr/bin" "$dest/etc" "$dest/var/empty" "$dest/tmp"
+mkdir -p "$dest/usr/share" "$dest/usr/bin" "$dest/etc" "$dest/var/empty" "$dest/var/lib" "$dest/var/log" "$dest/tmp"
 cp -a /usr/share/doc /usr/share/zoneinfo "$dest/usr/share/" 2>/dev/null || true
 cp -a /usr/bin/. "$dest/usr/bin/" 2>/dev/null || true
 printf 'sample\n' >"$dest/etc/hostname"
