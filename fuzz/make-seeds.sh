@@ -2,8 +2,10 @@
 # Regenerates fuzz/seeds/: captures a tiny directory tree with the real
 # `slipway` binary into a scratch store, then runs the make_seeds bin to copy
 # its pack/index/record/config files and extract frames and tree blobs, plus
-# hand-built trees with every entry kind. Run it when a store format changes;
-# commit the result.
+# hand-built trees with every entry kind, and packages built from small trees
+# (signed with fuzz/package-test-key.key) with their manifests and blobs for
+# the package_open, package_manifest and delta_decode targets. Run it when a
+# store or package format changes; commit the result.
 set -euo pipefail
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$fuzz_dir")"

@@ -138,6 +138,11 @@ fn flatten(root: &Path) -> anyhow::Result<BTreeMap<Key, Item>> {
             };
             let mut key = prefix.clone();
             key.push(name);
+            // slipway's own state, logs and trust on a serviced root are
+            // not content of an update.
+            if crate::state::is_reserved(&key.join("/")) {
+                continue;
+            }
             let kind = match n.kind {
                 NodeKind::Dir(children) => {
                     stack.push((key.clone(), children));
