@@ -763,3 +763,15 @@ pub fn uninstall(root: &Root, state: &State, id: &str, force: bool) -> anyhow::R
     journal.dir_times = crate::txn::dir_times(root, &journal.steps)?;
     Ok(Planned { plan, journal })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951782400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1795395482), "2026-11-23T00:58:02Z");
+    }
+}

@@ -252,3 +252,58 @@ pub fn ensure_dir(root: &crate::rootfs::Root, rel: &str) -> anyhow::Result<()> {
     rustix::fs::futimens(&fd, &ts).with_context(|| format!("setting mtime of {}", root.display(existing).display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slipway_state_is_off_limits_to_packages() {
+        for p in ["var/lib/slipway", "var/lib/slipway/state.json", "var/log/slipway/x", "etc/slipway/trusted.d/k.pub"] {
+            assert!(is_reserved(p), "{p}");
+        }
+        for p in ["var", "var/lib", "var/lib/slipwayx", "etc/slipwayrc", "usr/bin/slipway"] {
+            assert!(!is_reserved(p), "{p}");
+        }
+        // Their parents may get new metadata but not be deleted or replaced.
+        for p in ["var", "var/lib", "var/log", "etc", ""] {
+            assert!(holds_reserved(p), "{p}");
+        }
+        assert!(!holds_reserved("usr") && !holds_reserved("var/lib/apt"));
+    }
+
+    #[test]
+    fn layers_find_the_top_change_and_who_supersedes() {
+        let change = |p: &str| Change {
+            path: p.into(),
+            below: Some(Snapshot::Absent),
+            above: Snapshot::Absent,
+            version: None,
+            below_version: None,
+        };
+        let pkg = |id: &str, paths: &[&str], sup: &[&str]| Installed {
+            id: id.into(),
+            title: id.into(),
+            version: "1".into(),
+            kind: Kind::Hotfix,
+            mode: Mode::Installed,
+            when: String::new(),
+            source: String::new(),
+            signer: None,
+            package_blake3: String::new(),
+            supersedes: sup.iter().map(|s| s.to_string()).collect(),
+            requires: vec![],
+            changes: paths.iter().map(|p| change(p)).collect(),
+            pending: vec![],
+        };
+        let st = State {
+            format: STATE_FORMAT,
+            packages: vec![pkg("A", &["x", "y"], &[]), pkg("B", &["y"], &["A"]), pkg("C", &["z"], &[])],
+        };
+        assert_eq!(st.top("x"), Some((0, 0)));
+        assert_eq!(st.top("y"), Some((1, 0)));
+        assert_eq!(st.top("w"), None);
+        assert_eq!(st.superseded_by("A").map(|p| p.id.as_str()), Some("B"));
+        assert!(st.superseded_by("C").is_none());
+    }
+}
