@@ -698,3 +698,47 @@ fn an_install_that_does_not_fit_is_refused_before_it_starts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("not enough free space"), "{err}");
 }
+
+#[test]
+fn extract_writes_the_package_files_and_rebuilds_deltas_from_a_base() {
+    if !require("bsdtar") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let k = keys(t.path());
+    // --from: the extracted tree is the source tree.
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("etc/app")).unwrap();
+    fs::write(src.join("etc/app/conf"), "x = 1\n").unwrap();
+    std::os::unix::fs::symlink("conf", src.join("etc/app/link")).unwrap();
+    sh("chmod 640 etc/app/conf; touch -d @1600000000 etc/app etc", &src);
+    let man = t.path().join("m.toml");
+    fs::write(&man, "id = \"X-1\"\ntitle = \"x\"\nversion = \"1\"\nkind = \"hotfix\"\n").unwrap();
+    let pkg = t.path().join("x.slwpkg");
+    ok(sw()
+        .args(["package", "build", "--from"])
+        .arg(&src)
+        .arg("--manifest")
+        .arg(&man)
+        .arg("--sign")
+        .arg(&k.key)
+        .arg("-o")
+        .arg(&pkg));
+    let dest = t.path().join("out");
+    ok(sw().args(["package", "extract"]).arg(&pkg).arg(&dest).arg("--trust").arg(&k.public));
+    let strip_root = |s: String| s.lines().filter(|l| !l.starts_with(". ")).collect::<Vec<_>>().join("\n");
+    assert_same("extracted tree", &strip_root(tree(&src)), &strip_root(tree(&dest)));
+    // --diff: delta entries need the old tree as base.
+    let (old, new) = small_pair(t.path());
+    let hf = t.path().join("hf.slwpkg");
+    build_diff(&old, &new, "HF-1", &k, &hf, &[]);
+    let o = ok(loud().args(["package", "extract"]).arg(&hf).arg(t.path().join("nobase")).arg("--trust").arg(&k.public));
+    assert!(o.contains("skipped 1 delta"), "{o}");
+    let full = t.path().join("withbase");
+    ok(sw().args(["package", "extract"]).arg(&hf).arg(&full).arg("--base").arg(&old).arg("--trust").arg(&k.public));
+    assert_eq!(fs::read(full.join("usr/bin/tool")).unwrap(), fs::read(new.join("usr/bin/tool")).unwrap());
+    // Refused without trust, writing nothing.
+    let o = out(sw().args(["package", "extract"]).arg(&hf).arg(t.path().join("untrusted")));
+    assert!(!o.status.success());
+    assert!(!t.path().join("untrusted").exists());
+}
