@@ -536,7 +536,7 @@ pub enum KeyCmd {
         /// The public key file (PREFIX.pub)
         public: PathBuf,
         /// The machine root whose trust to change
-        #[arg(long, value_name = "DIR", conflicts_with = "store")]
+        #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
         /// Print JSON
         #[arg(long)]

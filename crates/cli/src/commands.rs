@@ -519,6 +519,10 @@ fn info(img: &ImageVersion, as_json: bool) {
     println!("created      {}", rfc3339(r.created));
     println!("parent       {}", r.parent.map(|p| p.to_hex()).unwrap_or_else(|| "(none)".into()));
     println!("root tree    {}", r.root.tree);
+    for (i, p) in r.packages.iter().enumerate() {
+        let label = if i == 0 { "packages" } else { "" };
+        println!("{label:<12} {} {} ({})", p.id, p.version, p.kind);
+    }
     println!(
         "entries      {} files, {} hard links, {} dirs, {} symlinks, {} devices/FIFOs",
         st.files, st.hardlinks, st.dirs, st.symlinks, st.specials

@@ -34,11 +34,12 @@ fn print_json(v: &serde_json::Value) {
 struct Steps {
     bar: Mutex<Option<ProgressBar>>,
     on: bool,
+    quiet: bool,
 }
 
 impl Steps {
     fn new(quiet: bool) -> Steps {
-        Steps { bar: Mutex::new(None), on: !quiet && std::io::stderr().is_terminal() }
+        Steps { bar: Mutex::new(None), on: !quiet && std::io::stderr().is_terminal(), quiet }
     }
 }
 
@@ -66,7 +67,9 @@ impl Progress for Steps {
         }
     }
     fn note(&self, msg: &str) {
-        eprintln!("note: {msg}");
+        if !self.quiet {
+            eprintln!("note: {msg}");
+        }
     }
 }
 
@@ -344,6 +347,9 @@ pub fn package(g: &Global, c: PackageCmd) -> anyhow::Result<i32> {
 /// through the fstree target that never follows a symlink.
 fn extract(p: &Package, dest: &Path, base: Option<&Path>) -> anyhow::Result<(usize, Vec<String>)> {
     use slipway_fstree::{ApplyOptions, EntryName, Metadata, Target, Timestamp, Xattr};
+    if fs::read_dir(dest).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        bail!("{} is not empty; extract into a new or empty directory", dest.display());
+    }
     let t = Target::open(dest, ApplyOptions::default())?;
     let base_root = base.map(rootfs::Root::open).transpose()?;
     let mut written = 0;

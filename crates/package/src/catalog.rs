@@ -297,6 +297,22 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
             let mut backup = None;
             if is_pending {
                 let below = snapshot(&root, &path, &found)?;
+                // A delta applies only to the version it was made against.
+                let delta_base = match node {
+                    Some(Node::File { data, .. }) if data.encoding.is_delta() => data.base.clone(),
+                    _ => None,
+                };
+                let cur = match &below {
+                    Snapshot::File { blake3, .. } => Some(blake3.clone()),
+                    _ => None,
+                };
+                if delta_base.is_some() && delta_base != cur {
+                    rep.unrepaired.push((
+                        path.clone(),
+                        "it is not the version the package's delta was made against; reinstall the package".into(),
+                    ));
+                    continue;
+                }
                 if let Snapshot::File { blake3, .. } = &below {
                     backup = Some(blake3.clone());
                 }

@@ -77,7 +77,7 @@ pub enum SignatureStatus {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PackageError {
-    #[error("reading package {}: {source}", path.display())]
+    #[error("reading package {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -161,7 +161,7 @@ pub fn load_secret(path: &Path) -> anyhow::Result<(SecretKey, String)> {
     if raw[2..4] != [0, 0] {
         bail!(
             "{} is an encrypted (password-protected) secret key; slipway signs unattended and needs an \
-             unencrypted one: make one with `slipway key new` (or `minisign -G -W`)",
+             unencrypted one: make one with `slipway key new`",
             path.display()
         );
     }

@@ -95,7 +95,8 @@ pub struct PayloadInfo {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    /// The path must not exist (or already be exactly this entry).
+    /// A new path. If the target has an entry there anyway, it is replaced
+    /// (and backed up), and the plan says so.
     Add,
     /// The path is written whether or not it exists.
     Replace,

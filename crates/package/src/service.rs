@@ -141,6 +141,8 @@ pub fn install(
         }
         let mut planned = plan::install(&root, &st, pkg, path, mode)?;
         if opts.dry_run {
+            // Later packages of the same run see this one as installed.
+            st = planned.journal.state_after;
             out.push(Outcome::Planned { id: m.id.clone(), plan: planned.plan });
             continue;
         }
@@ -153,11 +155,12 @@ pub fn install(
                 .map(|d| format!("  {}: {} ({}) -> {}", d.path, d.installed, d.owner, d.brings))
                 .collect();
             bail!(
-                "package {} would take {} file(s) down in version:\n{}\n`slipway scan {}` shows them all; pass --allow-regress to install anyway",
+                "package {} would take {} file(s) down in version:\n{}\n`slipway scan {} --root {}` shows them all; pass --allow-regress to install anyway",
                 m.id,
                 planned.plan.downgrades.len(),
                 list.join("\n"),
-                path.display()
+                path.display(),
+                root.path().display()
             );
         }
         check_space(&planned.plan)?;

@@ -219,6 +219,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies `src` to `dest` atomically (streamed: temporary file, fsync,
+/// rename).
+pub fn copy_atomic(src: &Path, dest: &Path) -> anyhow::Result<()> {
+    let dir = dest.parent().context("path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", dest.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let mut from = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut to = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::io::copy(&mut from, &mut to).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    to.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    fs::rename(&tmp, dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    Ok(())
+}
+
 pub fn save(root: &Path, state: &State) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(state)?;
     write_atomic(&root.join(STATE_DIR).join("state.json"), &bytes)

@@ -200,8 +200,7 @@ fn prepare(root: &Root, j: &Journal, pkg: Option<&Package>, progress: &dyn Progr
     if let (Some((src, id)), Some(_)) = (&j.cache, pkg) {
         let dest = state::cache_path(root.path(), id);
         if !dest.exists() {
-            let bytes = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-            state::write_atomic(&dest, &bytes)?;
+            state::copy_atomic(src, &dest)?;
         }
     }
     Ok(())
