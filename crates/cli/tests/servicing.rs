@@ -562,7 +562,7 @@ fn kill_9_at_random_moments_recovers_to_old_or_new() {
         fs::write(new.join(format!("data/f{i}")), format!("new {i}\n").repeat(60)).unwrap();
     }
     sh("touch -d @1600000000 data var/lib var/log var .", &old);
-    sh("touch -d @1700000000 data", &new);
+    sh("touch -d @1700000000 data; touch -d @1600000000 var/lib var/log var .", &new);
     let pkg = t.path().join("big.slwpkg");
     build_diff(&old, &new, "BIG-1", &k, &pkg, &["--no-deltas"]);
     let root = t.path().join("root");
