@@ -595,7 +595,7 @@ pub fn scan(g: &Global, a: ScanArgs) -> anyhow::Result<i32> {
         let keys = trusted(&a.root, None, &a.trust)?;
         let opts = options(&a.trust, keys, true, false);
         let pkgs = service::open_packages(&a.packages, &opts)?;
-        let (root, _lock, rec) = service::open_root(&a.root)?;
+        let (root, _lock, rec) = service::open_root_for(&a.root, false)?;
         note_recovered(&rec);
         let st = State::load(root.path())?;
         scan::before(&root, &st, &pkgs, a.verbose)

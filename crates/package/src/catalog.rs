@@ -147,7 +147,7 @@ fn expected(pkg: &Package, op: usize) -> Snapshot {
 
 /// Checks (and with `repair`, fixes) a root against its catalog.
 pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress) -> anyhow::Result<VerifyReport> {
-    let (root, _lock, _rec) = crate::service::open_root(root_path)?;
+    let (root, _lock, _rec) = crate::service::open_root_for(root_path, opts.repair)?;
     let st = State::load(root.path())?;
     let pkgs = catalog(&root, &st, &opts)?;
     let mut rep = VerifyReport {

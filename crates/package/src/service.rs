@@ -61,7 +61,7 @@ pub enum Outcome {
 
 /// An exclusive lock on a root's servicing state, held while it lives.
 pub struct Lock {
-    _file: fs::File,
+    _file: Option<fs::File>,
 }
 
 /// Takes the servicing lock of `root`, waiting for another slipway.
@@ -79,12 +79,21 @@ pub fn lock(root: &Root) -> anyhow::Result<Lock> {
         .with_context(|| format!("opening {}", p.display()))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("locking {}", p.display()))?;
-    Ok(Lock { _file: f })
+    Ok(Lock { _file: Some(f) })
 }
 
 /// Opens a root, takes its lock and recovers an interrupted transaction.
 pub fn open_root(path: &Path) -> anyhow::Result<(Root, Lock, Option<Recovered>)> {
+    open_root_for(path, true)
+}
+
+/// [`open_root`] for commands that only read: a root slipway never serviced
+/// (no `var/lib/slipway`) is left exactly as it is.
+pub fn open_root_for(path: &Path, write: bool) -> anyhow::Result<(Root, Lock, Option<Recovered>)> {
     let root = Root::open(path)?;
+    if !write && root.open_dir(STATE_DIR)?.is_none() {
+        return Ok((root, Lock { _file: None }, None));
+    }
     let lock = lock(&root)?;
     let rec = txn::recover(&root)?;
     if let Some(r) = &rec {
@@ -219,12 +228,12 @@ pub fn uninstall(
 
 /// Finishes or rolls back an interrupted transaction.
 pub fn recover(root_path: &Path) -> anyhow::Result<Option<Recovered>> {
-    Ok(open_root(root_path)?.2)
+    Ok(open_root_for(root_path, false)?.2)
 }
 
 /// The packages on a root, in install order.
 pub fn list(root_path: &Path) -> anyhow::Result<(State, Option<Recovered>)> {
-    let (root, _lock, rec) = open_root(root_path)?;
+    let (root, _lock, rec) = open_root_for(root_path, false)?;
     Ok((State::load(root.path())?, rec))
 }
 

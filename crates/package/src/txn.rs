@@ -133,8 +133,22 @@ pub fn journal_path(root: &Path) -> PathBuf {
     root.join(STATE_DIR).join("journal.json")
 }
 
+/// The journal file: a line with the BLAKE3 of the JSON that follows it,
+/// then the JSON. Written atomically; the checksum catches damage at rest.
 fn save_journal(root: &Path, j: &Journal) -> anyhow::Result<()> {
-    state::write_atomic(&journal_path(root), &serde_json::to_vec(j)?)
+    let body = serde_json::to_vec(j)?;
+    let mut bytes = format!("{}\n", blake3::hash(&body).to_hex()).into_bytes();
+    bytes.extend_from_slice(&body);
+    state::write_atomic(&journal_path(root), &bytes)
+}
+
+fn parse_journal(bytes: &[u8]) -> Result<Journal, String> {
+    let nl = bytes.iter().position(|&b| b == b'\n').ok_or("no checksum line")?;
+    let (sum, body) = (&bytes[..nl], &bytes[nl + 1..]);
+    if sum != blake3::hash(body).to_hex().as_bytes() {
+        return Err("its checksum does not match its content".into());
+    }
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// Hook for tests of crash safety: `SLIPWAY_CRASH_AFTER=N` makes the process
@@ -515,8 +529,11 @@ pub fn recover(root: &Root) -> anyhow::Result<Option<Recovered>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", jp.display())),
     };
-    let j: Journal = serde_json::from_slice(&bytes).with_context(|| {
-        format!("{} is damaged; it is written atomically, so this is not a crash: inspect it by hand", jp.display())
+    let j: Journal = parse_journal(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "the journal {} is damaged ({e}); it is written atomically, so this is not a crash: inspect it by hand",
+            jp.display()
+        )
     })?;
     if j.format != JOURNAL_FORMAT {
         bail!("{}: journal format {} is not supported", jp.display(), j.format);
@@ -533,4 +550,32 @@ pub fn recover(root: &Root) -> anyhow::Result<Option<Recovered>> {
         }
     };
     Ok(Some(Recovered { txid: j.txid, action: j.action, package: j.package, outcome }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_journal_is_recognised() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal {
+            format: JOURNAL_FORMAT,
+            txid: "1-2".into(),
+            action: "install".into(),
+            package: "HF-1".into(),
+            phase: Phase::Commit,
+            steps: vec![],
+            state_after: State::default(),
+            cache: None,
+            dir_times: vec![],
+        };
+        save_journal(t.path(), &j).unwrap();
+        let mut bytes = fs::read(journal_path(t.path())).unwrap();
+        assert_eq!(parse_journal(&bytes).unwrap().txid, "1-2");
+        let n = bytes.len();
+        bytes[n - 5] ^= 1;
+        assert!(parse_journal(&bytes).unwrap_err().contains("checksum"));
+        assert!(parse_journal(b"{}").is_err());
+    }
 }
