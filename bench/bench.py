@@ -2,7 +2,8 @@
 """Helpers for the slipway benchmark harness (bench/run.sh). Standard library only.
 
 Sub-commands (run.sh calls size, compare, report, markdown and randfile; bench/iso.sh calls
-iso-report; all are also usable on their own):
+iso-report; bench/servicing.sh calls size, changed and servicing-report; all are also usable
+on their own):
 
   bench.py size PATH...
       Prints "FILE_BYTES ALLOC_BYTES FILES" for the given files/directories.
@@ -33,6 +34,20 @@ iso-report; all are also usable on their own):
       xorriso -as mkisofs -R -J on one root), computes medians, sizes and the ratios
       slipway / xorriso, evaluates "at least as fast, no larger" (PASS/FAIL; N/A when
       slipway did not run), prints the table and writes everything to OUT.
+
+  bench.py changed OLD NEW --list LIST0 --deleted DELETED0
+      What turns tree OLD into tree NEW, for bench/servicing.sh's tar baseline and tar -x
+      reference: writes to LIST0 the entries of NEW that are new or differ from OLD in any
+      field `compare` checks (mtime to the ns included), as NUL-terminated "./path" names
+      depth first (each directory followed by everything below it), with every name of a hard-linked file when one name is
+      listed and the directory of every listed entry; writes to DELETED0 the topmost entries of OLD that NEW lacks; prints counts and
+      the regular-file bytes listed as one JSON object.
+
+  bench.py servicing-report --raw RAW.jsonl --meta META.json --out OUT.json
+      Reads the raw measurements of bench/servicing.sh (package build with and without
+      deltas, full-file tar.zst / tar.xz baselines, install, uninstall, integrate --tree and
+      --image, rsync and tar -x references), computes medians, sizes and ratios, prints the
+      tables and writes everything to OUT.
 
   bench.py randfile SEED SIZE PATH
       Writes SIZE deterministic pseudo-random bytes to PATH (Python's Mersenne Twister
@@ -606,6 +621,223 @@ def cmd_iso_report(args):
         print(f"load ({l['when']}): {l['uptime']}")
 
 
+# ------------------------------------------------------------------------ changed
+
+def cmd_changed(args):
+    a = manifest(args.old)
+    b = manifest(args.new)
+    fields = ["type", "mode", "uid", "gid", "size", "rdev", "target", "sha256", "xattrs",
+              "names_per_inode", "mtime_ns"]
+    differ = {p for p, e in b.items() if p not in a or any(a[p][f] != e[f] for f in fields)}
+    listed = set(differ)
+    # Every name of a hard-linked file when one of its names is listed, so that tar keeps the link.
+    groups = {}
+    new_root = os.path.abspath(args.new)
+    for p, e in b.items():
+        if e["sha256"] is not None and e["names_per_inode"] > 1:
+            st = os.lstat(new_root + p)
+            groups.setdefault((st.st_dev, st.st_ino), []).append(p)
+    for names in groups.values():
+        if any(n in listed for n in names):
+            listed.update(names)
+    # The directory of every listed entry too: tar -x replaces a file by unlinking and creating
+    # it, which changes the directory's mtime even when NEW's file was changed in place.
+    listed.update({os.path.dirname(p) for p in listed if p != "/"})
+    # Depth first, each directory followed by everything below it: GNU tar sets a directory's
+    # mtime when extraction leaves it, so later members inside it must not come after a sibling.
+    order = sorted(listed, key=lambda p: p.split("/"))
+    deleted = sorted(p for p in a if p not in b and os.path.dirname(p) in b)
+    rel = lambda p: "." if p == "/" else "." + p
+    with open(args.list, "wb") as f:
+        for p in order:
+            f.write(os.fsencode(rel(p)) + b"\0")
+    with open(args.deleted, "wb") as f:
+        for p in deleted:
+            f.write(os.fsencode(rel(p)) + b"\0")
+    seen = set()
+    reg_bytes = 0
+    for p in order:
+        e = b[p]
+        if e["sha256"] is None:
+            continue
+        st = os.lstat(new_root + p)
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            reg_bytes += e["size"]
+    res = {
+        "old_entries": len(a),
+        "new_entries": len(b),
+        "differ_new": sum(1 for p in differ if p not in a),
+        "differ_changed": sum(1 for p in differ if p in a),
+        "listed": len(order),
+        "listed_regular_files": sum(1 for p in order if b[p]["sha256"] is not None),
+        "listed_regular_file_bytes": reg_bytes,
+        "deleted_entries": sum(1 for p in a if p not in b),
+        "deleted_topmost": len(deleted),
+    }
+    print(json.dumps(res, sort_keys=True))
+
+
+# ---------------------------------------------------------------- servicing-report
+
+# step -> (label, kind); kind "slipway" or "reference"
+SERVICING_STEPS = [
+    ("build_deltas", "package build --diff (deltas)", "slipway"),
+    ("build_nodeltas", "package build --diff --no-deltas", "slipway"),
+    ("tar_zstd19", "tar of changed entries | zstd -19 -T1", "baseline"),
+    ("tar_xz9", "tar of changed entries | xz -9 -T1", "baseline"),
+    ("install", "install (delta package)", "slipway"),
+    ("uninstall", "uninstall", "slipway"),
+    ("install_nodeltas", "install (--no-deltas package)", "slipway"),
+    ("integrate_tree", "integrate --tree (delta package)", "slipway"),
+    ("integrate_image", "integrate --image (delta package)", "slipway"),
+    ("capture_new_ref", "ref: capture NEW as the next version", "reference"),
+    ("rsync_ref", "ref: rsync -aHAX --delete NEW/ COPY/", "reference"),
+    ("tarx_ref", "ref: rm deleted; zstd -dc | tar -x", "reference"),
+]
+SERVICING_CHECKED = {"install", "uninstall", "install_nodeltas", "integrate_tree", "integrate_image",
+                     "rsync_ref", "tarx_ref"}
+SERVICING_SIZES = [
+    ("package_deltas", "slipway package, with deltas"),
+    ("package_nodeltas", "slipway package, --no-deltas"),
+    ("tar_zstd19", "tar of changed entries, zstd -19"),
+    ("tar_xz9", "tar of changed entries, xz -9"),
+]
+SERVICING_RATIOS = [
+    ("build_deltas", "build_nodeltas", "build with deltas / without"),
+    ("install", "install_nodeltas", "install of the delta package / of the --no-deltas package"),
+    ("install", "rsync_ref", "install / rsync reference"),
+    ("install", "tarx_ref", "install / tar -x reference"),
+    ("integrate_tree", "install", "integrate --tree / install"),
+    ("uninstall", "install", "uninstall / install"),
+    ("integrate_image", "capture_new_ref", "integrate --image / capture of NEW"),
+]
+
+
+def cmd_servicing_report(args):
+    recs = load_raw(args.raw)
+    with open(args.meta) as f:
+        meta = json.load(f)
+    times = [r for r in recs if r["kind"] == "time"]
+    syncs = [r for r in recs if r["kind"] == "sync"]
+    sizes = [r for r in recs if r["kind"] == "size"]
+    reports = [r for r in recs if r["kind"] == "report"]
+    checks = [r for r in recs if r["kind"] == "check"]
+    runs = sorted({r["run"] for r in times})
+    med = {}
+    for step, label, kind in SERVICING_STEPS:
+        t = [r for r in times if r["step"] == step]
+        if not t:
+            continue
+        w = [r["wall_s"] for r in t]
+        sy = [r["wall_s"] for r in syncs if r["step"] == step]
+        med[step] = {
+            "label": label, "kind": kind, "runs": len(t),
+            "wall_s": median(w), "wall_s_min": min(w), "wall_s_max": max(w),
+            "cpu_s": median([r["user_s"] + r["sys_s"] for r in t]),
+            "user_s": median([r["user_s"] for r in t]),
+            "sys_s": median([r["sys_s"] for r in t]),
+            "rss_mib": median([r["rss_kib"] for r in t]) / 1024,
+            "rss_mib_max": max(r["rss_kib"] for r in t) / 1024,
+            "sync_s": median(sy) if sy else None,
+            "load1": median([r.get("load1") for r in t]),
+            "steal_s": median([r.get("steal_s") for r in t]),
+            "checked_runs": sum(1 for c in checks if c["step"] == step and c["ok"]),
+        }
+        m = med[step]
+        m["wall_plus_sync_s"] = median([r["wall_s"] + next((x["wall_s"] for x in syncs if x["step"] == step
+                                                            and x["run"] == r["run"]), 0) for r in t])
+    size_med = {}
+    for key, label in SERVICING_SIZES:
+        v = [r["bytes"] for r in sizes if r["key"] == key]
+        if v:
+            size_med[key] = {"label": label, "bytes": median(v), "min": min(v), "max": max(v)}
+    base = size_med.get("package_deltas", {}).get("bytes")
+    for key, m in size_med.items():
+        m["x_package_deltas"] = m["bytes"] / base if base else None
+    build_report = {}
+    for step in ("build_deltas", "build_nodeltas"):
+        rs = [r["report"] for r in reports if r["step"] == step]
+        if rs:
+            build_report[step] = rs[0]
+            build_report[step + "_same_in_every_run"] = all(
+                {k: v for k, v in r.items()} == rs[0] for r in rs)
+    ratios = {}
+    for a, b, label in SERVICING_RATIOS:
+        if a in med and b in med and med[b]["wall_s"]:
+            ratios[f"{a}/{b}"] = {"label": label, "wall": med[a]["wall_s"] / med[b]["wall_s"],
+                                  "wall_plus_sync": med[a]["wall_plus_sync_s"] / med[b]["wall_plus_sync_s"]}
+    mach = machine_info(meta)
+    first = lambda s: s.splitlines()[0] if s else s
+    for name, argv in (("rsync", ["rsync", "--version"]), ("xz", ["xz", "--version"]),
+                       ("bsdtar", ["bsdtar", "--version"])):
+        mach["versions"][name] = first(run_cmd(argv))
+    for k in ("wimlib-imagex", "casync"):
+        mach["versions"].pop(k, None)
+    result = {
+        "schema": "slipway.bench-servicing/1",
+        "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mode": meta.get("mode"),
+        "runs": len(runs),
+        "machine": mach,
+        "meta": meta,
+        "medians": med,
+        "sizes": size_med,
+        "build_report": build_report,
+        "ratios": ratios,
+        "checks": {"passed": sum(1 for c in checks if c["ok"]), "failed": sum(1 for c in checks if not c["ok"])},
+        "load": [r for r in recs if r["kind"] == "load"],
+        "raw": recs,
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    ch = meta.get("changed", {})
+    roots = meta["roots"]
+    print()
+    print(f"slipway servicing benchmark: medians of {len(runs)} run(s), mode {result['mode']}, "
+          f"{mach['nproc']} CPUs, slipway {meta.get('git_rev')}{' (dirty)' if meta.get('git_dirty') else ''}")
+    print(f"OLD {roots['old']['path']}: {roots['old']['file_bytes']/1e6:.1f} MB in {roots['old']['files']:,} files; "
+          f"NEW: {roots['new']['file_bytes']/1e6:.1f} MB in {roots['new']['files']:,} files (extra packages: "
+          f"less,{meta.get('extra_packages')})")
+    print(f"NEW has {ch.get('differ_new', 0):,} entries OLD lacks, {ch.get('differ_changed', 0):,} that differ "
+          f"and lacks {ch.get('deleted_entries', 0):,} of OLD's; the tar baseline holds {ch.get('listed', 0):,} entries "
+          f"({ch.get('listed_regular_files', 0):,} regular files, {ch.get('listed_regular_file_bytes', 0)/1e6:.1f} MB)")
+    br = build_report.get("build_deltas")
+    if br:
+        print(f"package report (deltas): ops {br.get('ops'):,}, deltas {br.get('deltas'):,}, added {br.get('added')}, "
+              f"replaced {br.get('replaced')}, deleted {br.get('deleted')}, content {br.get('content_bytes', 0)/1e6:.1f} MB, "
+              f"payload {br.get('payload_bytes', 0)/1e6:.2f} MB (full files would be {br.get('full_payload_bytes', 0)/1e6:.2f} MB)")
+    print()
+    head = ["size", "bytes", "MB", "x slipway (deltas)"]
+    rows = [[m["label"], f"{int(m['bytes']):,}", f"{m['bytes']/1e6:.2f}", fmt(m["x_package_deltas"], ".2f")]
+            for key, m in size_med.items()]
+    if rows:
+        print(text_table(head, rows))
+        print()
+    has_steal = any(m.get("steal_s") is not None for m in med.values())
+    head = ["step", "wall s (min-max)", "+ sync s", "CPU s", "peak RSS MiB", "checked", "load before"]
+    head += ["stolen s"] if has_steal else []
+    rows = []
+    for step, label, kind in SERVICING_STEPS:
+        m = med.get(step)
+        if not m:
+            continue
+        chk = f"{m['checked_runs']}/{m['runs']}" if step in SERVICING_CHECKED else "-"
+        rows.append([label, f"{m['wall_s']:.2f} ({m['wall_s_min']:.2f}-{m['wall_s_max']:.2f})",
+                     fmt(m["sync_s"], ".2f"), f"{m['cpu_s']:.2f}", f"{m['rss_mib']:.1f}", chk,
+                     fmt(m["load1"], ".2f")] + ([fmt(m["steal_s"], ".2f")] if has_steal else []))
+    print(text_table(head, rows))
+    print()
+    print("ratios of medians (wall s; in brackets wall + the sync after it):")
+    for k, r in ratios.items():
+        print(f"  {r['label']}: {r['wall']:.2f} [{r['wall_plus_sync']:.2f}]")
+    print(f"tree checks: {result['checks']['passed']} passed, {result['checks']['failed']} failed")
+    for l in result["load"]:
+        print(f"load ({l['when']}): {l['uptime']}")
+
+
 # ----------------------------------------------------------------------- markdown
 
 def cmd_markdown(args):
@@ -818,6 +1050,17 @@ def main():
     p.add_argument("--meta", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_iso_report)
+    p = sub.add_parser("changed")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--list", required=True)
+    p.add_argument("--deleted", required=True)
+    p.set_defaults(fn=cmd_changed)
+    p = sub.add_parser("servicing-report")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_servicing_report)
     p = sub.add_parser("randfile")
     p.add_argument("seed", type=int)
     p.add_argument("size", type=int)
