@@ -316,24 +316,7 @@ fn created_now() -> anyhow::Result<String> {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
         }
     };
-    Ok(rfc3339(secs))
-}
-
-/// Formats Unix seconds as RFC 3339 UTC (`2026-11-22T19:31:58Z`).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    Ok(slipway_store::rfc3339(secs))
 }
 
 fn check_header(h: &Header) -> anyhow::Result<()> {
@@ -793,7 +776,7 @@ version_min = "12"
 
     #[test]
     fn formats_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_376_318), "2026-11-22T19:38:38Z");
+        assert_eq!(slipway_store::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(slipway_store::rfc3339(1_795_376_318), "2026-11-22T19:38:38Z");
     }
 }
