@@ -130,6 +130,15 @@ fn report_json(r: &BuildReport) -> serde_json::Value {
         "full_payload_bytes": r.full_payload_bytes, "deltas": r.deltas, "package_bytes": r.package_bytes})
 }
 
+/// The trust directory `key trust`/`key list` work on: the store's when
+/// --store was typed and --root was not, else the machine's (default /).
+fn trust_dir(g: &Global, root: Option<&Path>) -> std::path::PathBuf {
+    match (root, &g.store) {
+        (None, Some(store)) if g.store_on_command_line => keys::store_trust_dir(store),
+        _ => keys::machine_trust_dir(root.unwrap_or(Path::new("/"))),
+    }
+}
+
 pub fn key(g: &Global, c: KeyCmd) -> anyhow::Result<i32> {
     match c {
         KeyCmd::New { prefix, json } => {
@@ -143,10 +152,7 @@ pub fn key(g: &Global, c: KeyCmd) -> anyhow::Result<i32> {
             }
         }
         KeyCmd::Trust { public, root, json } => {
-            let dir = match (&root, g.store_on_command_line) {
-                (None, true) => keys::store_trust_dir(g.store.as_ref().expect("store given")),
-                _ => keys::machine_trust_dir(root.as_deref().unwrap_or(Path::new("/"))),
-            };
+            let dir = trust_dir(g, root.as_deref());
             let (path, k) = keys::trust(&public, &dir)?;
             if json {
                 print_json(&json!({"schema": "slipway.key-trust/1", "id": k.id, "file": path.to_string_lossy()}));
@@ -155,10 +161,7 @@ pub fn key(g: &Global, c: KeyCmd) -> anyhow::Result<i32> {
             }
         }
         KeyCmd::List { root, json } => {
-            let dir = match (&root, g.store_on_command_line) {
-                (None, true) => keys::store_trust_dir(g.store.as_ref().expect("store given")),
-                _ => keys::machine_trust_dir(root.as_deref().unwrap_or(Path::new("/"))),
-            };
+            let dir = trust_dir(g, root.as_deref());
             let ks = keys::trusted_in(&dir)?;
             if json {
                 let v: Vec<_> = ks.iter().map(|k| json!({"id": k.id, "file": k.source.to_string_lossy()})).collect();
@@ -346,7 +349,7 @@ pub fn package(g: &Global, c: PackageCmd) -> anyhow::Result<i32> {
 /// Writes every entry of a package below `dest` (a new, empty directory),
 /// through the fstree target that never follows a symlink.
 fn extract(p: &Package, dest: &Path, base: Option<&Path>) -> anyhow::Result<(usize, Vec<String>)> {
-    use slipway_fstree::{ApplyOptions, EntryName, Metadata, Target, Timestamp, Xattr};
+    use slipway_fstree::{ApplyOptions, EntryName, Target};
     if fs::read_dir(dest).map(|mut d| d.next().is_some()).unwrap_or(false) {
         bail!("{} is not empty; extract into a new or empty directory", dest.display());
     }
@@ -368,17 +371,7 @@ fn extract(p: &Package, dest: &Path, base: Option<&Path>) -> anyhow::Result<(usi
                 Err(_) => dir.create_dir(c)?,
             };
         }
-        let meta = Metadata {
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            mtime: Timestamp { sec: e.mtime.0, nsec: e.mtime.1 },
-            xattrs: e
-                .xattrs
-                .iter()
-                .filter_map(|(k, v)| Some(Xattr { name: rootfs::unhex(k)?, value: rootfs::unhex(v)? }))
-                .collect(),
-        };
+        let meta = rootfs::Meta::of_entry(e).to_metadata();
         match &e.node {
             Node::File { data, .. } => {
                 let base_bytes = if data.encoding.is_delta() {

@@ -8,6 +8,7 @@
 //!   made relative to an open directory handle with `O_NOFOLLOW`, so neither a
 //!   crafted name nor a symlink created earlier in the same tree can redirect it.
 
+pub mod hex;
 mod meta;
 mod name;
 mod scan;

@@ -186,23 +186,9 @@ fn read_file(root: &Path, key: &Key, size: u64) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
-
 fn entry_of(meta: &Metadata, node: Node) -> Entry {
-    Entry {
-        node,
-        mode: meta.mode & 0o7777,
-        uid: meta.uid,
-        gid: meta.gid,
-        mtime: (meta.mtime.sec, meta.mtime.nsec),
-        xattrs: meta.xattrs.iter().map(|x| (hex(&x.name), hex(&x.value))).collect(),
-    }
+    let m = crate::rootfs::Meta::of_metadata(meta);
+    Entry { node, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs }
 }
 
 /// Accumulates ops and payload, then writes the package.

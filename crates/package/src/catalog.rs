@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use slipway_store::{EntryKind, ImageVersion, Store};
 use crate::container::{OpenOptions, Package};
 use crate::keys::TrustedKey;
 use crate::manifest::{Action, Node};
-use crate::plan::{self, same, snapshot};
+use crate::plan::{self, op_snapshot, same, snapshot};
 use crate::rootfs::{self, Found, Meta, Root};
 use crate::state::{self, Change, Snapshot, State};
 use crate::txn::{self, Journal, Phase, Progress, Source, Step, JOURNAL_FORMAT};
@@ -120,29 +120,12 @@ fn catalog(root: &Root, st: &State, opts: &VerifyOptions) -> anyhow::Result<Vec<
         let pkg = Package::open(&path, &o).with_context(|| {
             format!("the package cache copy of {} ({}) cannot be used as a catalog", p.id, path.display())
         })?;
-        let hash = rootfs::hash_file(std::fs::File::open(&path)?)?;
-        if hash != p.package_blake3 {
+        if pkg.file_blake3() != p.package_blake3 {
             anyhow::bail!("{} is not the package {} was installed from (BLAKE3 differs)", path.display(), p.id);
         }
         out.push(pkg);
     }
     Ok(out)
-}
-
-/// Expected snapshot of an op (from the signed manifest).
-fn expected(pkg: &Package, op: usize) -> Snapshot {
-    let o = &pkg.manifest.ops[op];
-    let Some(e) = &o.entry else { return Snapshot::Absent };
-    let meta = Meta::of_entry(e);
-    match &e.node {
-        Node::File { size, blake3, .. } => Snapshot::File { blake3: blake3.clone(), size: *size, meta, link: None },
-        Node::Hardlink { target } => {
-            let t = pkg.manifest.ops.iter().position(|x| &x.path == target).map(|i| expected(pkg, i));
-            t.unwrap_or(Snapshot::Absent)
-        }
-        Node::Dir => Snapshot::Dir { meta },
-        Node::Symlink { target } => Snapshot::Symlink { target: target.clone(), meta },
-    }
 }
 
 /// Checks (and with `repair`, fixes) a root against its catalog.
@@ -172,7 +155,7 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
     for (path, &(i, k)) in &owned {
         progress.advance(1);
         rep.checked += 1;
-        let want = expected(&pkgs[i], k);
+        let want = op_snapshot(&pkgs[i], k)?;
         if let Some((problem, now)) = compare(&root, path, &want)? {
             rep.problems.push(Problem {
                 path: path.clone(),
@@ -200,7 +183,7 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
             if found == Found::Absent {
                 continue;
             }
-            let want = expected(pkg, k);
+            let want = op_snapshot(pkg, k)?;
             let now = snapshot(&root, path, &found)?;
             if !same(&now, &want) {
                 rep.problems.push(Problem {
@@ -232,22 +215,16 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
                 if owned.contains_key(&rel) || state::is_reserved(&rel) {
                     continue;
                 }
-                let meta = Meta {
-                    mode: e.meta.mode,
-                    uid: e.meta.uid,
-                    gid: e.meta.gid,
-                    mtime: (e.meta.mtime.sec, e.meta.mtime.nsec),
-                    xattrs: vec![],
-                };
+                let meta = Meta::of_metadata(&e.meta);
                 let want = match &e.kind {
                     EntryKind::Dir { .. } => Snapshot::Dir { meta },
                     EntryKind::Symlink { target } => {
                         Snapshot::Symlink { target: String::from_utf8_lossy(target).into_owned(), meta }
                     }
                     EntryKind::File { size, .. } => {
-                        let mut h = HashingWriter(blake3::Hasher::new());
+                        let mut h = blake3::Hasher::new();
                         slipway_store::read_file(&mut reader, e, &mut h)?;
-                        Snapshot::File { blake3: h.0.finalize().to_hex().to_string(), size: *size, meta, link: None }
+                        Snapshot::File { blake3: h.finalize().to_hex().to_string(), size: *size, meta, link: None }
                     }
                     _ => continue,
                 };
@@ -328,7 +305,7 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
             }
             let staged = match want {
                 Snapshot::File { .. } | Snapshot::Symlink { .. } => {
-                    let parent = path.rfind('/').map(|x| &path[..x]).unwrap_or("");
+                    let parent = rootfs::parent_of(&path);
                     if root.open_dir(parent)?.is_none() {
                         rep.unrepaired.push((path.clone(), format!("its directory {parent} is missing")));
                         continue;
@@ -392,40 +369,13 @@ pub fn verify(root_path: &Path, mut opts: VerifyOptions, progress: &dyn Progress
     Ok(rep)
 }
 
-struct HashingWriter(blake3::Hasher);
-impl Write for HashingWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn repair_image_entry(
     root: &Root,
     rel: &str,
     e: &slipway_store::TreeEntry,
     reader: &mut slipway_store::BlobReader<'_>,
 ) -> anyhow::Result<()> {
-    let meta = Meta {
-        mode: e.meta.mode,
-        uid: e.meta.uid,
-        gid: e.meta.gid,
-        mtime: (e.meta.mtime.sec, e.meta.mtime.nsec),
-        xattrs: e
-            .meta
-            .xattrs
-            .iter()
-            .map(|x| {
-                (
-                    x.name.iter().map(|b| format!("{b:02x}")).collect(),
-                    x.value.iter().map(|b| format!("{b:02x}")).collect(),
-                )
-            })
-            .collect(),
-    };
+    let meta = Meta::of_metadata(&e.meta);
     let p = root.parent(rel)?.with_context(|| format!("the directory of {rel} is missing"))?;
     let full = root.display(rel);
     match &e.kind {
@@ -472,9 +422,4 @@ fn repair_image_entry(
     }
     rootfs::sync_dir(&p.dir, &full)?;
     Ok(())
-}
-
-/// Unused path helper kept for messages.
-pub fn display(root: &Path, rel: &str) -> PathBuf {
-    root.join(rel)
 }

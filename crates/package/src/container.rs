@@ -140,6 +140,8 @@ pub struct Package {
     payload_offset: u64,
     manifest_bytes: Vec<u8>,
     signature_text: Option<String>,
+    /// BLAKE3 of the whole file, computed while it was checked.
+    file_blake3: String,
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> PackageError + '_ {
@@ -221,6 +223,13 @@ impl Package {
         }
         let sig_bytes = read_at(&file, path, 24 + mlen, slen, "signature")?;
         let payload_offset = 24 + mlen + slen;
+        // The whole file's hash (the package cache and the state name it)
+        // is taken on the same read as the checks.
+        let mut file_hash = blake3::Hasher::new();
+        file_hash.update(&head);
+        file_hash.update(&manifest_bytes);
+        file_hash.update(&slen.to_le_bytes());
+        file_hash.update(&sig_bytes);
 
         // The signature first: nothing unsigned is parsed when a signature is required.
         let (signature, signature_text) = check_signature(path, &manifest_bytes, sig_bytes, opts)?;
@@ -235,7 +244,7 @@ impl Package {
         if payload_len > manifest.payload.size {
             return Err(corrupt(path, format!("{} bytes after the payload", payload_len - manifest.payload.size)));
         }
-        let pkg = Package {
+        let mut pkg = Package {
             path: path.to_owned(),
             manifest,
             signature,
@@ -243,14 +252,17 @@ impl Package {
             payload_offset,
             manifest_bytes,
             signature_text,
+            file_blake3: String::new(),
         };
-        pkg.check_payload()?;
+        pkg.check_payload(&mut file_hash)?;
+        pkg.file_blake3 = file_hash.finalize().to_hex().to_string();
         Ok(pkg)
     }
 
     /// Reads the whole payload once, in order: its BLAKE3 and size, every
-    /// blob's stored BLAKE3 and every full entry's content.
-    fn check_payload(&self) -> Result<(), PackageError> {
+    /// blob's stored BLAKE3 and every full entry's content. Every payload
+    /// byte also goes into `file_hash`.
+    fn check_payload(&self, file_hash: &mut blake3::Hasher) -> Result<(), PackageError> {
         let path = &self.path;
         // Each distinct blob once, in payload order, with the file entries stored in it.
         let mut blobs: Vec<(&Data, Vec<EntryRef>)> = Vec::new();
@@ -270,13 +282,14 @@ impl Package {
         let mut pos = 0u64;
         for (data, entries) in &blobs {
             if data.offset > pos {
-                self.hash_range(&mut whole, pos, data.offset)?;
+                self.hash_range(&mut [&mut whole, &mut *file_hash], pos, data.offset)?;
                 pos = data.offset;
             }
             let stored = self.stored_for(data, entries[0].2)?;
             let end = data.offset + data.length;
             if end > pos {
                 whole.update(&stored[(pos - data.offset) as usize..]);
+                file_hash.update(&stored[(pos - data.offset) as usize..]);
                 pos = end;
             }
             if data.encoding == Encoding::Zstd {
@@ -293,14 +306,14 @@ impl Package {
                 }
             }
         }
-        self.hash_range(&mut whole, pos, self.manifest.payload.size)?;
+        self.hash_range(&mut [&mut whole, file_hash], pos, self.manifest.payload.size)?;
         if whole.finalize().to_hex().as_str() != self.manifest.payload.blake3 {
             return Err(corrupt(path, "the payload does not match its BLAKE3"));
         }
         Ok(())
     }
 
-    fn hash_range(&self, hasher: &mut blake3::Hasher, from: u64, to: u64) -> Result<(), PackageError> {
+    fn hash_range(&self, hashers: &mut [&mut blake3::Hasher], from: u64, to: u64) -> Result<(), PackageError> {
         let mut buf = vec![0u8; CHUNK.min((to - from) as usize)];
         let mut pos = from;
         while pos < to {
@@ -312,7 +325,9 @@ impl Package {
                     io_err(&self.path)(e)
                 }
             })?;
-            hasher.update(&buf[..n]);
+            for h in hashers.iter_mut() {
+                h.update(&buf[..n]);
+            }
             pos += n as u64;
         }
         Ok(())
@@ -405,6 +420,11 @@ impl Package {
     /// The minisign signature file, if signed.
     pub fn signature_text(&self) -> Option<&str> {
         self.signature_text.as_deref()
+    }
+
+    /// BLAKE3 of the package file, as checked by [`Package::open`].
+    pub fn file_blake3(&self) -> &str {
+        &self.file_blake3
     }
 }
 

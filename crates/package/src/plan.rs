@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::container::{Package, SignatureStatus};
 use crate::dpkg;
 use crate::manifest::{Action, Node};
-use crate::rootfs::{self, Found, Meta, Root};
+use crate::rootfs::{self, parent_of, Found, Meta, Root};
 use crate::state::{self, Change, Installed, Mode, Snapshot, State};
 use crate::txn::{Journal, Phase, Source, Step, JOURNAL_FORMAT};
 use crate::version;
@@ -150,10 +150,12 @@ pub(crate) fn same(a: &Snapshot, b: &Snapshot) -> bool {
     }
 }
 
-/// The snapshot an op's entry describes.
-fn entry_snapshot(pkg: &Package, op_index: usize) -> anyhow::Result<Snapshot> {
+/// The snapshot an operation of the signed manifest leaves at its path
+/// (absent for a delete); a hard link has its target file's content and
+/// metadata.
+pub(crate) fn op_snapshot(pkg: &Package, op_index: usize) -> anyhow::Result<Snapshot> {
     let op = &pkg.manifest.ops[op_index];
-    let e = op.entry.as_ref().context("operation without entry")?;
+    let Some(e) = &op.entry else { return Ok(Snapshot::Absent) };
     let meta = Meta::of_entry(e);
     Ok(match &e.node {
         Node::File { size, blake3, .. } => Snapshot::File { blake3: blake3.clone(), size: *size, meta, link: None },
@@ -269,7 +271,7 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
         }
         let found = root.inspect(rel)?;
         // The nearest existing directory on the path (for staging).
-        let parent = rel.rfind('/').map(|k| &rel[..k]).unwrap_or("");
+        let parent = parent_of(rel);
         let parent_exists = root.open_dir(parent)?.is_some();
         if !parent_exists && !created_dirs.contains(parent) && op.action != Action::Delete {
             bail!(
@@ -320,7 +322,7 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
                 });
             }
             Action::Add | Action::Replace => {
-                let mut new = entry_snapshot(pkg, i)?;
+                let mut new = op_snapshot(pkg, i)?;
                 let below = if found == Found::Absent { Snapshot::Absent } else { snapshot(root, rel, &found)? };
                 let entry = op.entry.as_ref().expect("validated");
                 // A replace of a file the package expected but the root lacks
@@ -403,11 +405,10 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
                     }
                 }
                 let (source, staged, bytes) = match (&new, &entry.node) {
-                    (Snapshot::File { size, .. }, Node::Hardlink { target }) => {
+                    (Snapshot::File { .. }, Node::Hardlink { target }) => {
                         let s = *step_of_path.get(target).with_context(|| {
                             format!("{rel}: hard link to {target}, which this package does not write on this root")
                         })?;
-                        let _ = size;
                         (
                             Source::Link { step: s },
                             Some(stage_name(root, created_dirs.contains(parent), rel, &tx, i)?),
@@ -416,7 +417,7 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
                     }
                     (Snapshot::File { size, .. }, _) => {
                         let st = stage_name(root, created_dirs.contains(parent), rel, &tx, i)?;
-                        *staging.entry(parent_dir(&st).to_string()).or_default() += size;
+                        *staging.entry(parent_of(&st).to_string()).or_default() += size;
                         (Source::Package { op: i, base: None }, Some(st), *size)
                     }
                     (Snapshot::Symlink { .. }, _) => {
@@ -493,7 +494,7 @@ pub fn install(root: &Root, state: &State, pkg: &Package, pkg_path: &Path, mode:
             SignatureStatus::Signed { key_id, .. } => Some(key_id.clone()),
             SignatureStatus::Unsigned => None,
         },
-        package_blake3: String::new(),
+        package_blake3: pkg.file_blake3().to_string(),
         supersedes: m.supersedes.clone(),
         requires: m.requires.clone(),
         changes,
@@ -531,16 +532,12 @@ fn short(h: &str) -> String {
     h.chars().take(12).collect()
 }
 
-fn parent_dir(rel: &str) -> &str {
-    rel.rfind('/').map(|k| &rel[..k]).unwrap_or("")
-}
-
 /// A staging name in the nearest directory of `rel` that exists now.
 fn stage_name(root: &Root, parent_is_new: bool, rel: &str, tx: &str, i: usize) -> anyhow::Result<String> {
-    let mut dir = parent_dir(rel);
+    let mut dir = parent_of(rel);
     if parent_is_new {
         while !dir.is_empty() && root.open_dir(dir)?.is_none() {
-            dir = parent_dir(dir);
+            dir = parent_of(dir);
         }
     }
     let name = format!(".slipway-{tx}-{i}");
@@ -633,7 +630,11 @@ pub fn uninstall(root: &Root, state: &State, id: &str, force: bool) -> anyhow::R
     let tx = txid();
     let mut staging: HashMap<String, u64> = HashMap::new();
     let mut restored_from: HashMap<String, usize> = HashMap::new(); // object -> step
-    for c in &p.changes {
+                                                                    // In path order, so a restored hard link only ever points at a step
+                                                                    // staged before it.
+    let mut changes: Vec<&Change> = p.changes.iter().collect();
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    for c in changes {
         let below = c.below.clone().context("change without backup")?;
         // A layer above on the same path takes our backup as its own.
         if let Some((j, jc)) = state
@@ -673,7 +674,7 @@ pub fn uninstall(root: &Root, state: &State, id: &str, force: bool) -> anyhow::R
             plan.items.push(item(&c.path, "unchanged", below.kind_name(), 0, None));
             continue;
         }
-        let parent = parent_dir(&c.path);
+        let parent = parent_of(&c.path);
         let parent_new = root.open_dir(parent)?.is_none();
         let (source, staged, bytes) = match &below {
             Snapshot::File { blake3, size, link, .. } => {
@@ -682,7 +683,7 @@ pub fn uninstall(root: &Root, state: &State, id: &str, force: bool) -> anyhow::R
                 match linked {
                     Some(s) => (Source::Link { step: s }, Some(st), 0),
                     None => {
-                        *staging.entry(parent_dir(&st).to_string()).or_default() += size;
+                        *staging.entry(parent_of(&st).to_string()).or_default() += size;
                         restored_from.insert(blake3.clone(), steps.len());
                         (Source::Object { blake3: blake3.clone() }, Some(st), *size)
                     }
@@ -715,20 +716,6 @@ pub fn uninstall(root: &Root, state: &State, id: &str, force: bool) -> anyhow::R
             note: None,
         });
         steps.push(Step { path: c.path.clone(), new: below, source, staged, backup: None });
-    }
-    // Restores of directories must come before what goes inside them, and
-    // removals of files before their directories: the commit orders by path.
-    steps.sort_by(|a, b| a.path.cmp(&b.path));
-    // Link sources refer to step indexes: recompute after sorting.
-    for i in 0..steps.len() {
-        if let Source::Link { .. } = steps[i].source {
-            let Snapshot::File { blake3, .. } = &steps[i].new else { continue };
-            let src = steps.iter().position(|s| matches!(&s.source, Source::Object { blake3: b } if b == blake3));
-            match src {
-                Some(s) => steps[i].source = Source::Link { step: s },
-                None => steps[i].source = Source::Object { blake3: blake3.clone() },
-            }
-        }
     }
     after.packages.remove(k);
     let objects_dev = dev_of(&root.path().join(state::STATE_DIR));

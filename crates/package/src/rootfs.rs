@@ -74,6 +74,33 @@ impl Meta {
     pub fn of_entry(e: &Entry) -> Meta {
         Meta { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs: e.xattrs.clone() }
     }
+
+    /// From the file-tree model's metadata (a scan, a store tree entry).
+    pub fn of_metadata(m: &slipway_fstree::Metadata) -> Meta {
+        Meta {
+            mode: m.mode & 0o7777,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: (m.mtime.sec, m.mtime.nsec),
+            xattrs: m.xattrs.iter().map(|x| (hex(&x.name), hex(&x.value))).collect(),
+        }
+    }
+
+    /// To the file-tree model's metadata (xattrs with bad hex are left out;
+    /// manifests are validated before they get here).
+    pub fn to_metadata(&self) -> slipway_fstree::Metadata {
+        slipway_fstree::Metadata {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: slipway_fstree::Timestamp { sec: self.mtime.0, nsec: self.mtime.1 },
+            xattrs: self
+                .xattrs
+                .iter()
+                .filter_map(|(k, v)| Some(slipway_fstree::Xattr { name: unhex(k)?, value: unhex(v)? }))
+                .collect(),
+        }
+    }
 }
 
 /// An open parent directory and the last component of a path.
@@ -203,6 +230,16 @@ impl Root {
     }
 }
 
+/// The directory part of a relative path (`""` for a top-level name).
+pub fn parent_of(rel: &str) -> &str {
+    rel.rfind('/').map(|i| &rel[..i]).unwrap_or("")
+}
+
+/// The last component of a relative path.
+pub fn name_of(rel: &str) -> &OsStr {
+    OsStr::from_bytes(rel.rsplit('/').next().unwrap_or(rel).as_bytes())
+}
+
 pub fn hash_file(mut f: File) -> io::Result<String> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -234,16 +271,7 @@ pub fn inspect_at(dir: &OwnedFd, name: &OsStr, full: &Path) -> Result<Found> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
+use slipway_fstree::hex::{decode as unhex, encode as hex};
 
 /// The path of an entry through `/proc/self/fd`, for the xattr calls that
 /// must not follow a final symlink.

@@ -148,7 +148,7 @@ pub fn install(
         if let Some(why) = plan::applicability(&root, &st, pkg, opts.image.as_deref()) {
             bail!("package {} ({}) does not apply to {}: {why}", m.id, path.display(), root.path().display());
         }
-        let mut planned = plan::install(&root, &st, pkg, path, mode)?;
+        let planned = plan::install(&root, &st, pkg, path, mode)?;
         if opts.dry_run {
             // Later packages of the same run see this one as installed.
             st = planned.journal.state_after;
@@ -173,11 +173,6 @@ pub fn install(
             );
         }
         check_space(&planned.plan)?;
-        let pkg_hash = {
-            let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            crate::rootfs::hash_file(f).with_context(|| format!("reading {}", path.display()))?
-        };
-        planned.journal.state_after.packages.last_mut().expect("pushed").package_blake3 = pkg_hash;
         let txid = planned.journal.txid.clone();
         let after = planned.journal.state_after.clone();
         txn::run(&root, planned.journal, Some(pkg), progress)?;
@@ -235,9 +230,4 @@ pub fn recover(root_path: &Path) -> anyhow::Result<Option<Recovered>> {
 pub fn list(root_path: &Path) -> anyhow::Result<(State, Option<Recovered>)> {
     let (root, _lock, rec) = open_root_for(root_path, false)?;
     Ok((State::load(root.path())?, rec))
-}
-
-/// The cached copy of an installed package.
-pub fn cached_package(root: &Path, id: &str) -> PathBuf {
-    state::cache_path(root, id)
 }

@@ -32,7 +32,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::container::Package;
-use crate::rootfs::{self, Found, Root};
+use crate::rootfs::{self, name_of, parent_of, Found, Root};
 use crate::state::{self, Snapshot, State, STATE_DIR};
 
 pub const JOURNAL_FORMAT: u32 = 1;
@@ -238,12 +238,23 @@ fn sync_filesystems(root: &Root, mut dirs: Vec<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parent_of(rel: &str) -> &str {
-    rel.rfind('/').map(|i| &rel[..i]).unwrap_or("")
+/// A writer that also hashes and counts what goes through it.
+struct Tee<W: Write> {
+    out: W,
+    hash: blake3::Hasher,
+    len: u64,
 }
 
-fn name_of(rel: &str) -> &OsStr {
-    OsStr::from_bytes(rel.rsplit('/').next().unwrap_or(rel).as_bytes())
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(b)?;
+        self.hash.update(&b[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Copies (or hard-links, on the same filesystem) the file at `rel` into
@@ -306,6 +317,8 @@ fn stage(root: &Root, j: &Journal, s: &Step, staged: &str, pkg: Option<&Package>
             )
             .with_context(|| format!("creating {}", full.display()))?;
             let mut f = fs::File::from(fd);
+            // Hashed on the way in, so the staged copy is never read back.
+            let mut w = Tee { out: io::BufWriter::with_capacity(1 << 20, &mut f), hash: blake3::Hasher::new(), len: 0 };
             match src {
                 Source::Package { op, base } => {
                     let pkg = pkg.context("no package for a package source")?;
@@ -320,24 +333,22 @@ fn stage(root: &Root, j: &Journal, s: &Step, staged: &str, pkg: Option<&Package>
                         }
                         _ => None,
                     };
-                    let mut w = io::BufWriter::with_capacity(1 << 20, &mut f);
                     pkg.decode_to(node, base.as_deref(), &mut w)?;
-                    w.flush()?;
                 }
                 Source::Object { blake3: obj } => {
                     let op = state::object_path(root.path(), obj);
                     let mut src = fs::File::open(&op)
                         .with_context(|| format!("opening backup {}; the backup store is damaged", op.display()))?;
-                    io::copy(&mut src, &mut f).with_context(|| format!("copying backup {}", op.display()))?;
+                    io::copy(&mut src, &mut w).with_context(|| format!("copying backup {}", op.display()))?;
                 }
                 _ => bail!("no content for a staged file"),
             }
-            let m = f.metadata()?;
-            if m.len() != *size {
-                bail!("staged {} has {} bytes, expected {size}", full.display(), m.len());
+            w.out.flush().with_context(|| format!("writing {}", full.display()))?;
+            let (len, got) = (w.len, w.hash.finalize().to_hex().to_string());
+            drop(w);
+            if len != *size {
+                bail!("staged {} has {len} bytes, expected {size}", full.display());
             }
-            let got =
-                rootfs::hash_file(fs::File::open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)))?)?;
             if &got != blake3 {
                 bail!("staged {} has BLAKE3 {got}, expected {blake3}", full.display());
             }

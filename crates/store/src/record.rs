@@ -80,16 +80,7 @@ pub struct ImageStats {
     pub new_bytes: u64,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
+use slipway_fstree::hex::{decode as unhex, encode as hex};
 
 impl RootDir {
     pub fn new(meta: &Metadata, tree: BlobId) -> Self {
