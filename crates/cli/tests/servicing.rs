@@ -24,23 +24,7 @@ fn loud() -> Command {
 
 /// mtree of a root without slipway's own state and log directories.
 fn tree(dir: &Path) -> String {
-    let o = Command::new("bsdtar")
-        .current_dir(dir)
-        .args([
-            "-cf",
-            "-",
-            "--format=mtree",
-            "--options=!all,type,uid,gid,mode,time,size,sha256,link,device,nlink",
-            "--exclude",
-            "./var/lib/slipway",
-            "--exclude",
-            "./var/log/slipway",
-            ".",
-        ])
-        .output()
-        .expect("bsdtar");
-    assert!(o.status.success(), "bsdtar: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).expect("mtree is ASCII")
+    mtree_excluding(dir, &["./var/lib/slipway", "./var/log/slipway"])
 }
 
 /// getfattr's listing without the blocks of slipway's own files.
@@ -322,7 +306,14 @@ fn scan_flags_a_regression_and_install_refuses_it_until_allow_regress() {
     assert_eq!(o.status.code(), Some(3));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("HF-NEW has 2.0, SP-OLD brings 1.5"), "{text}");
-    // A clean scan exits 0.
+    // A clean scan exits 0: the newer package over a root that has nothing newer.
+    let clean = t.path().join("clean");
+    fs::create_dir_all(&clean).unwrap();
+    let fresh = base_root(&clean);
+    let o = out(loud().arg("scan").arg(&newer).arg("--root").arg(&fresh).arg("--trust").arg(&k.public));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 regression(s)"));
+    assert!(!fresh.join("var/lib/slipway").exists(), "scan writes nothing on a root slipway never serviced");
     let o =
         out(loud().arg("scan").arg(&newer).arg("--root").arg(t.path().join("nowhere")).arg("--trust").arg(&k.public));
     assert!(!o.status.success(), "a missing root is an error");
@@ -380,6 +371,12 @@ fn signatures_are_required_and_a_bad_one_is_never_excused() {
     assert!(!o.status.success() && err.contains("slipway key trust"), "{err}");
     // Trusted on the machine: accepted.
     ok(sw().args(["key", "trust"]).arg(&k.public).arg("--root").arg(&root));
+    let listed = ok(sw().args(["key", "list", "--json", "--root"]).arg(&root));
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let id = fs::read_to_string(&k.public).unwrap();
+    let key_id = v["keys"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["keys"].as_array().unwrap().len(), 1);
+    assert!(id.contains(&key_id), "the listed id {key_id} is the key's own ({id})");
     let before = tree(&root);
     ok(sw().args(["package", "verify"]).arg(&pkg).arg("--root").arg(&root));
     // One flipped byte in the manifest: a bad signature, even with --allow-unsigned.

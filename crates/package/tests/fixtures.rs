@@ -71,3 +71,41 @@ fn format_1_package_opens_verifies_and_decodes() {
     // Without the signer's key it does not open.
     assert!(Package::open(&fixture("v1-hotfix.slwpkg"), &OpenOptions { trusted: &[], allow_unsigned: true }).is_err());
 }
+
+/// The package's signature is a plain minisign signature over the manifest
+/// bytes: the minisign tool itself accepts it, and refuses a changed manifest.
+#[test]
+fn minisign_verifies_a_package_signature() {
+    use std::process::Command;
+    if Command::new("minisign").arg("-v").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "minisign is required in CI; scripts/install-deps.sh installs it");
+        eprintln!("SKIPPED: minisign not installed (run scripts/install-deps.sh)");
+        return;
+    }
+    let key = keys::load_public(&fixture("signer.pub")).unwrap();
+    let p =
+        Package::open(&fixture("v1-hotfix.slwpkg"), &OpenOptions { trusted: &[key], allow_unsigned: false }).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (m, sig) = (t.path().join("manifest.json"), t.path().join("manifest.json.minisig"));
+    std::fs::write(&m, p.manifest_bytes()).unwrap();
+    std::fs::write(&sig, p.signature_text().expect("signed")).unwrap();
+    let verify = || {
+        Command::new("minisign")
+            .arg("-V")
+            .arg("-p")
+            .arg(fixture("signer.pub"))
+            .arg("-m")
+            .arg(&m)
+            .arg("-x")
+            .arg(&sig)
+            .output()
+            .unwrap()
+    };
+    let o = verify();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let mut changed = p.manifest_bytes().to_vec();
+    let at = changed.iter().position(|&b| b == b'1').unwrap();
+    changed[at] = b'2';
+    std::fs::write(&m, changed).unwrap();
+    assert!(!verify().status.success());
+}

@@ -52,17 +52,23 @@ pub fn require(tool: &str) -> bool {
 /// bsdtar's mtree listing of a tree: type, uid, gid, mode, mtime (ns),
 /// size, sha256, symlink target, device numbers, link count.
 pub fn mtree(dir: &Path) -> String {
-    let o = Command::new("bsdtar")
-        .current_dir(dir)
-        .args([
-            "-cf",
-            "-",
-            "--format=mtree",
-            "--options=!all,type,uid,gid,mode,time,size,sha256,link,device,nlink",
-            ".",
-        ])
-        .output()
-        .expect("bsdtar");
+    mtree_excluding(dir, &[])
+}
+
+/// [`mtree`] without the given entries (`./path` patterns, as bsdtar's
+/// `--exclude` takes them).
+pub fn mtree_excluding(dir: &Path, exclude: &[&str]) -> String {
+    let mut c = Command::new("bsdtar");
+    c.current_dir(dir).args([
+        "-cf",
+        "-",
+        "--format=mtree",
+        "--options=!all,type,uid,gid,mode,time,size,sha256,link,device,nlink",
+    ]);
+    for e in exclude {
+        c.arg("--exclude").arg(e);
+    }
+    let o = c.arg(".").output().expect("bsdtar");
     assert!(o.status.success(), "bsdtar: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).expect("mtree is ASCII")
 }
