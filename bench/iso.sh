@@ -34,26 +34,10 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-RUNS=3
-MODE=full
-ARGS="$*"
-
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) [ $# -ge 2 ] || { usage >&2; exit 2; }; RUNS=$2; shift 2 ;;
-    --runs=*) RUNS=${1#--runs=}; shift ;;
-    --quick) MODE=quick; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "bench/iso.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
-  esac
-done
-[ "$MODE" = quick ] && RUNS=1
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench/iso.sh: --runs needs a positive integer" >&2; exit 2; }
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/iso.sh: needs root (loop-mounted scratch filesystem, debootstrap); run: sudo $0 $ARGS" >&2
-  exit 2
-fi
+NAME=bench/iso.sh
+USAGE_LINES=2,10p
+NEEDS="loop-mounted scratch filesystem, debootstrap"
+source "$HERE/args.sh" "$@"
 
 CACHE=$REPO/target/bench-cache
 MNT=$CACHE/iso-mnt

@@ -58,31 +58,20 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-RUNS=3
-MODE=full
 EXTRA=perl,python3
 MIN_OPS=5000
-ARGS="$*"
-
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-while [ $# -gt 0 ]; do
+NAME=bench/servicing.sh
+USAGE_LINES=2,11p
+NEEDS="loop-mounted scratch filesystem, debootstrap, owners"
+bench_extra_arg() {
   case $1 in
-    --runs) [ $# -ge 2 ] || { usage >&2; exit 2; }; RUNS=$2; shift 2 ;;
-    --runs=*) RUNS=${1#--runs=}; shift ;;
-    --extra) [ $# -ge 2 ] || { usage >&2; exit 2; }; EXTRA=$2; shift 2 ;;
-    --extra=*) EXTRA=${1#--extra=}; shift ;;
-    --quick) MODE=quick; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "bench/servicing.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    --extra) [ $# -ge 2 ] || return 1; EXTRA=$2; BENCH_SHIFT=2 ;;
+    --extra=*) EXTRA=${1#--extra=}; BENCH_SHIFT=1 ;;
+    *) return 1 ;;
   esac
-done
-[ "$MODE" = quick ] && RUNS=1
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench/servicing.sh: --runs needs a positive integer" >&2; exit 2; }
+}
+source "$HERE/args.sh" "$@"
 [[ $EXTRA =~ ^[a-z0-9.+-]+(,[a-z0-9.+-]+)*$ ]] || { echo "bench/servicing.sh: --extra needs Debian package names separated by commas" >&2; exit 2; }
-if [ "$(id -u)" -ne 0 ]; then
-  echo "bench/servicing.sh: needs root (loop-mounted scratch filesystem, debootstrap, owners); run: sudo $0 $ARGS" >&2
-  exit 2
-fi
 
 CACHE=$REPO/target/bench-cache
 MNT=$CACHE/servicing-mnt
