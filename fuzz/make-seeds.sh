@@ -31,7 +31,8 @@ setfattr -n user.test -v val "$src/a.txt" 2>/dev/null || true
 echo again >>"$src/sub/b.txt"
 "$root/target/release/slipway" -q --store "$scratch/store" capture "$src" --name seed
 
-# Regenerate the store-format seeds; the iso_read seeds are hand-made ISO
-# images (see fuzz/fuzz_targets/iso_read.rs) and stay.
-find "$fuzz_dir/seeds" -mindepth 1 -maxdepth 1 -type d ! -name iso_read -exec rm -rf {} +
+# Regenerate the store-format seeds; the iso_read seeds (hand-made ISO
+# images, see fuzz/fuzz_targets/iso_read.rs) and the answer_parse seeds
+# (hand-written answer files) stay.
+find "$fuzz_dir/seeds" -mindepth 1 -maxdepth 1 -type d ! -name iso_read ! -name answer_parse -exec rm -rf {} +
 (cd "$fuzz_dir" && cargo run --quiet --features make-seeds --bin make_seeds -- "$fuzz_dir/seeds" "$scratch/store")

@@ -4,7 +4,8 @@
 # check the applied tree against its source with bsdtar's mtree, then change
 # the applied copy, capture it as the next version (only what changed is
 # stored), show the difference between the two versions, and build an ISO
-# straight from the newest version (read back by xorriso and bsdtar).
+# straight from the newest version (read back by xorriso and bsdtar). A clone
+# of the master is generalized and specialized from an answer file.
 #
 # The store is the default one ($SLIPWAY_STORE, else
 # ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
@@ -78,6 +79,18 @@ slipway uninstall QS-HOTFIX-1 --root "$work/serviced"
 diff <(mts "$master") <(mts "$work/serviced") >/dev/null || { echo "uninstall did not restore the master" >&2; exit 1; }
 echo "install and uninstall: the copy matched the serviced tree, then the master again"
 slipway integrate "$work/qs-hotfix.slwpkg" --image quickstart@1 --trust "$work/keys/quickstart.pub"
+
+echo "== generalize a clone of the master, then specialize it from an answer file (Sysprep + Mini-Setup)"
+rm -rf "$work/clone"
+cp -a "$master" "$work/clone"
+# Exit status 3 means generalize reported findings it left for you to decide.
+slipway generalize "$work/clone" || [ $? -eq 3 ]
+slipway answer new --non-interactive --force -o "$work/answer.toml" --hostname 'web-{serial}' --user admin \
+  --password-hash '$6$slipwaysalt0$aT7VBVHeEKNYQ4.7yiJzLCAtWW232OSH2F70KCkgaiYR1D/tFPs/m6L/hhJMvpqUfnV4CjDcv4YAxpm1Tomi/0' \
+  --no-sudo --timezone UTC
+slipway answer check "$work/answer.toml" --root "$work/clone"
+slipway specialize "$work/clone" --answer "$work/answer.toml" --fact serial=QS1
+echo "the clone is now $(cat "$work/clone/etc/hostname"); slipway-firstboot.service finishes it at its first boot"
 
 echo "== boot media: an ISO straight from the newest version, read back by xorriso and bsdtar"
 slipway iso build --image "$new" -o "$work/quickstart.iso" --volume-id QUICKSTART

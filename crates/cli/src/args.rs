@@ -164,6 +164,41 @@ pub enum Cmd {
     Scan(ScanArgs),
     /// Finish or roll back an interrupted install or uninstall
     Recover(RootJsonArgs),
+    /// Remove a root's machine identity before it is captured (Sysprep)
+    ///
+    /// Runs named operations on an offline root: machine-id to
+    /// `uninitialized` (so systemd sees a first boot), SSH host keys (with
+    /// new ones guaranteed at first boot), random seed and credential
+    /// secret, host name, logs and the journal, shell histories, tmp, DHCP
+    /// leases, package caches, persistent net rules, cloud-init state,
+    /// MAC-bound NetworkManager profiles, passwd backups, crash dumps.
+    /// Each reports what it removed. What cannot be generalized safely (a
+    /// domain keytab, encrypted homes) is reported, not kept silently.
+    #[command(after_help = "Examples:\n  slipway generalize /srv/master --dry-run\n  \
+slipway generalize /srv/master --ops defaults,-logfiles\n  slipway generalize --list-ops")]
+    Generalize(GeneralizeArgs),
+    /// Apply an answer file to an applied image before its first boot
+    ///
+    /// Sets the host name (from the answer's pattern and the machine's
+    /// facts), /etc/hosts, a fresh machine-id when asked, users and groups,
+    /// SSH keys and settings, network files for the root's own stack,
+    /// locale, keyboard, time zone, NTP and files. What must run on the
+    /// machine (SSH host keys if absent, domain join, commands) goes to
+    /// slipway-firstboot.service, which runs `slipway firstboot` once.
+    #[command(after_help = "Example:\n  slipway specialize /mnt/target --answer answer.toml \\\n    \
+--fact serial=ABC123 --fact mac=52:54:00:12:34:56")]
+    Specialize(SpecializeArgs),
+    /// Write, check and export answer files (the Setup Manager)
+    #[command(subcommand)]
+    Answer(AnswerCmd),
+    /// Run the first-boot steps specialize left (from the first-boot unit)
+    ///
+    /// Runs once per machine: SSH host keys when there are none, passwords
+    /// from systemd credentials, the domain join, then the answer file's
+    /// commands, logging to /var/log/slipway/firstboot.log. Exit status: 0
+    /// all done, 1 a step failed and the run went on, 2 a step failed and
+    /// stopped the run, 3 no readable plan.
+    Firstboot(FirstbootArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -763,6 +798,169 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GeneralizeArgs {
+    /// The root to generalize (offline: an applied image or a mounted disk)
+    #[arg(required_unless_present = "list_ops")]
+    pub root: Option<PathBuf>,
+    /// Operations: `defaults`, `all`, `none`, NAME, +NAME, -NAME, comma
+    /// separated, applied left to right [default: defaults]
+    #[arg(long, value_name = "LIST")]
+    pub ops: Option<String>,
+    /// Report what would be removed; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Allow generalizing the running system's own root
+    #[arg(long)]
+    pub force: bool,
+    /// List the operations and exit
+    #[arg(long)]
+    pub list_ops: bool,
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FactArgs {
+    /// Machine facts from a JSON object file ({"serial": "X1", "mac": "..."})
+    #[arg(long, value_name = "FACTS.json")]
+    pub machine: Option<PathBuf>,
+    /// A machine fact (serial, mac, uuid, seq, or any name); repeatable,
+    /// wins over --machine
+    #[arg(long = "fact", value_name = "KEY=VALUE")]
+    pub facts: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecializeArgs {
+    /// The root (an applied image, before its first boot)
+    pub root: PathBuf,
+    /// The answer file (answer.toml; see docs/answer-format.md)
+    #[arg(long, short, value_name = "FILE")]
+    pub answer: PathBuf,
+    #[command(flatten)]
+    pub facts: FactArgs,
+    /// The slipway binary to copy into the root for the first-boot unit
+    /// [default: this one]
+    #[arg(long, value_name = "PATH")]
+    pub slipway_binary: Option<PathBuf>,
+    /// Allow specializing the running system's own root
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AnswerCmd {
+    /// Check an answer file, and against an image or root when given
+    ///
+    /// Refuses unknown keys, plain-text passwords, bad host name patterns
+    /// and bad values; with --image or --root, also settings the image
+    /// cannot satisfy (missing shells, groups, network stack, time zone,
+    /// locale, sudo, sshd). Every problem names the key and the fix. Exits
+    /// 3 when there are problems.
+    Check(AnswerCheckArgs),
+    /// Write a new answer file, asking for the common settings
+    ///
+    /// Interactive by default (reads answers from standard input); with
+    /// --non-interactive the settings come from the flags.
+    #[command(after_help = "Example:\n  slipway answer new --non-interactive -o answer.toml \\\n    \
+--hostname 'web-{serial}' --user admin \\\n    --password-hash \"$(mkpasswd -m yescrypt)\" \\\n    \
+--ssh-key \"$(cat ~/.ssh/id_ed25519.pub)\" --timezone Europe/Berlin")]
+    New(AnswerNewArgs),
+    /// Export an answer file as a cloud-init NoCloud seed
+    Export(AnswerExportArgs),
+    /// Print the answer file's JSON Schema
+    Schema,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("against").args(["image", "root"])))]
+pub struct AnswerCheckArgs {
+    /// The answer file
+    pub file: PathBuf,
+    /// Check against this image in the store (NAME or NAME@VERSION)
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Check against this root directory
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AnswerNewArgs {
+    /// Take every setting from the flags; ask nothing
+    #[arg(long)]
+    pub non_interactive: bool,
+    /// Write here instead of standard output
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Host name pattern, like web-{serial} (tokens: {serial} {mac} {uuid}
+    /// {seq} {rand:N} {fact:NAME})
+    #[arg(long, value_name = "PATTERN")]
+    pub hostname: Option<String>,
+    /// DNS domain
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// A user to create
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The user's password as a crypt hash (mkpasswd -m yescrypt)
+    #[arg(long, value_name = "HASH")]
+    pub password_hash: Option<String>,
+    /// An SSH public key line for the user; repeatable
+    #[arg(long = "ssh-key", value_name = "KEY")]
+    pub ssh_keys: Vec<String>,
+    /// Do not give the user sudo rights
+    #[arg(long)]
+    pub no_sudo: bool,
+    /// Time zone, like Europe/Berlin
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Configure DHCP on every Ethernet interface
+    #[arg(long)]
+    pub dhcp: bool,
+    /// Overwrite FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AnswerExportArgs {
+    /// The answer file
+    pub file: PathBuf,
+    /// Write a NoCloud seed (user-data, meta-data, network-config) here
+    #[arg(long, value_name = "DIR")]
+    pub nocloud: PathBuf,
+    /// The seed's instance-id [default: derived from the answer and facts]
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    #[command(flatten)]
+    pub facts: FactArgs,
+    /// Print JSON (schemas in docs/cli-json.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FirstbootArgs {
+    /// The machine's root (for tests; on a machine it is /)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Run the every-boot commands (from slipway-everyboot.service)
+    #[arg(long)]
+    pub every_boot: bool,
+    /// Print JSON (schemas in docs/cli-json.md)
     #[arg(long)]
     pub json: bool,
 }

@@ -68,6 +68,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Packages(a) => return crate::servicing::packages(a),
         Cmd::Scan(a) => return crate::servicing::scan(&g, a),
         Cmd::Recover(a) => return crate::servicing::recover(a),
+        Cmd::Generalize(a) => return crate::sysprep::generalize(a),
+        Cmd::Specialize(a) => return crate::sysprep::specialize(a),
+        Cmd::Answer(c) => return crate::sysprep::answer(&g, c),
+        Cmd::Firstboot(a) => return crate::sysprep::firstboot(a),
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
             let mut s = open(&g)?;
@@ -384,7 +388,7 @@ fn os_bytes(s: &std::ffi::OsStr) -> &[u8] {
     s.as_bytes()
 }
 
-fn print_json(v: &serde_json::Value) {
+pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("JSON"));
 }
 

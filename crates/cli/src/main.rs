@@ -8,6 +8,7 @@ mod iso;
 mod progress;
 mod servicing;
 mod sigpipe;
+mod sysprep;
 
 use clap::{CommandFactory, FromArgMatches};
 

@@ -218,6 +218,9 @@ pub enum Medium {
     Cdrom,
     /// A raw disk (`-drive if=ide`): the hybrid MBR / GPT.
     Disk,
+    /// A raw virtio disk whose writes are kept (a root filesystem booted
+    /// with `-kernel` in `extra`).
+    WritableVirtio,
 }
 
 /// A QEMU virtual machine (TCG: KVM is not usable on the test hosts) with
@@ -266,6 +269,9 @@ impl Vm {
             }
             Medium::Disk => {
                 c.arg("-drive").arg(format!("file={},format=raw,if=ide,snapshot=on", image.display()));
+            }
+            Medium::WritableVirtio => {
+                c.arg("-drive").arg(format!("file={},format=raw,if=virtio", image.display()));
             }
         }
         if !extra.contains(&"-netdev") {
