@@ -172,30 +172,40 @@ pub const UNIT: &str = "slipway-firstboot.service";
 pub const EVERYBOOT_UNIT: &str = "slipway-everyboot.service";
 
 /// The systemd units for a plan.
-pub fn units(plan: &Plan, _unit_dir: &str) -> Units {
+pub fn units(plan: &Plan) -> Units {
     let net = if plan.needs_network() { "Wants=network-online.target\nAfter=network-online.target\n" } else { "" };
     let creds: String = plan.credentials().iter().map(|c| format!("LoadCredential={c}\n")).collect();
-    let firstboot = format!(
-        "# Written by slipway specialize. Runs the answer file's first-boot steps once.\n\
-         [Unit]\n\
-         Description=slipway first-boot setup from the answer file\n\
-         ConditionPathExists=/{PLAN_PATH}\n\
-         ConditionPathExists=!/{DONE_PATH}\n\
-         After=local-fs.target systemd-remount-fs.service systemd-tmpfiles-setup.service\n\
-         {net}\
-         Before=ssh.service sshd.service systemd-user-sessions.service\n\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         RemainAfterExit=yes\n\
-         ExecStart=/usr/local/sbin/slipway firstboot\n\
-         StandardOutput=journal+console\n\
-         StandardError=journal+console\n\
-         TimeoutStartSec=infinity\n\
-         {creds}\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n"
+    let unit = |what: &str, description: &str, order: &str, args: &str| {
+        format!(
+            "# Written by slipway specialize. Runs the answer file's {what}.\n\
+             [Unit]\n\
+             Description={description}\n\
+             ConditionPathExists=/{PLAN_PATH}\n\
+             {order}\
+             {net}\
+             \n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=yes\n\
+             ExecStart=/usr/local/sbin/slipway firstboot{args}\n\
+             StandardOutput=journal+console\n\
+             StandardError=journal+console\n\
+             TimeoutStartSec=infinity\n\
+             {creds}\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n"
+        )
+    };
+    let firstboot = unit(
+        "first-boot steps once",
+        "slipway first-boot setup from the answer file",
+        &format!(
+            "ConditionPathExists=!/{DONE_PATH}\n\
+             After=local-fs.target systemd-remount-fs.service systemd-tmpfiles-setup.service\n\
+             Before=ssh.service sshd.service systemd-user-sessions.service\n"
+        ),
+        "",
     );
     let wants = "etc/systemd/system/multi-user.target.wants";
     let mut u = Units {
@@ -204,25 +214,11 @@ pub fn units(plan: &Plan, _unit_dir: &str) -> Units {
         remove: Vec::new(),
     };
     if plan.commands.iter().any(|c| c.when == When::EveryBoot) {
-        let every = format!(
-            "# Written by slipway specialize. Runs the answer file's every-boot commands.\n\
-             [Unit]\n\
-             Description=slipway every-boot commands from the answer file\n\
-             ConditionPathExists=/{PLAN_PATH}\n\
-             After=local-fs.target {UNIT}\n\
-             {net}\
-             \n\
-             [Service]\n\
-             Type=oneshot\n\
-             RemainAfterExit=yes\n\
-             ExecStart=/usr/local/sbin/slipway firstboot --every-boot\n\
-             StandardOutput=journal+console\n\
-             StandardError=journal+console\n\
-             TimeoutStartSec=infinity\n\
-             {creds}\
-             \n\
-             [Install]\n\
-             WantedBy=multi-user.target\n"
+        let every = unit(
+            "every-boot commands",
+            "slipway every-boot commands from the answer file",
+            &format!("After=local-fs.target {UNIT}\n"),
+            " --every-boot",
         );
         u.files.push((format!("etc/systemd/system/{EVERYBOOT_UNIT}"), every));
         u.links.push((format!("{wants}/{EVERYBOOT_UNIT}"), format!("/etc/systemd/system/{EVERYBOOT_UNIT}")));
@@ -530,6 +526,13 @@ fn ssh_host_keys(root: &RootDir) -> Result<String> {
     if !have.is_empty() {
         return Ok(format!("host keys present ({}); kept", have.join(", ")));
     }
+    Ok(format!("new host keys: {}", make_host_keys(root)?.join(", ")))
+}
+
+/// Makes the missing SSH host keys of the root with `ssh-keygen -A` (with
+/// `-f ROOT` when the root is not `/`); returns their fingerprints as
+/// `ED25519 SHA256:…`.
+pub(crate) fn make_host_keys(root: &RootDir) -> Result<Vec<String>> {
     let mut c = std::process::Command::new("ssh-keygen");
     c.arg("-A");
     if root.path() != Path::new("/") {
@@ -554,7 +557,7 @@ fn ssh_host_keys(root: &RootDir) -> Result<String> {
             }
         }
     }
-    Ok(format!("new host keys: {}", prints.join(", ")))
+    Ok(prints)
 }
 
 fn command(root: &RootDir, root_path: &Path, c: &CommandStep, log: &mut Log) -> Result<String> {
@@ -682,4 +685,46 @@ fn now() -> String {
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     slipway_store::rfc3339(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(name: &str, when: When) -> CommandStep {
+        CommandStep {
+            index: 0,
+            name: name.into(),
+            run: vec!["/bin/true".into()],
+            shell: None,
+            when,
+            timeout: 5,
+            on_failure: OnFailure::Continue,
+            retries: 3,
+            env: BTreeMap::from([("T".to_string(), SecretSource::Credential("tok".into()))]),
+        }
+    }
+
+    #[test]
+    fn units_run_once_before_sshd_and_every_boot_after_first_boot() {
+        let plan = Plan { ssh_host_keys: true, ..Plan::default() };
+        let u = units(&plan);
+        assert_eq!(u.files.len(), 1);
+        let text = &u.files[0].1;
+        assert!(text.contains("ConditionPathExists=!/var/lib/slipway/firstboot/done\n"), "{text}");
+        assert!(text.contains("Before=ssh.service sshd.service"), "{text}");
+        assert!(!text.contains("network-online"), "no network needed: {text}");
+        assert_eq!(u.remove.len(), 2, "a stale every-boot unit goes");
+
+        let plan = Plan { commands: vec![cmd("a", When::Once), cmd("b", When::EveryBoot)], ..Plan::default() };
+        let u = units(&plan);
+        assert_eq!(u.files.len(), 2);
+        let every = &u.files[1].1;
+        assert!(every.contains("ExecStart=/usr/local/sbin/slipway firstboot --every-boot\n"), "{every}");
+        assert!(every.contains("After=local-fs.target slipway-firstboot.service\n"), "{every}");
+        assert!(!every.contains("firstboot/done"), "every-boot runs at every boot: {every}");
+        assert!(every.contains("LoadCredential=tok\n") && every.contains("network-online"), "{every}");
+        assert_eq!(plan.step_names(), vec!["command:a", "command:b (every boot)"]);
+        assert_eq!(plan.once_step_names(), vec!["command:a"]);
+    }
 }

@@ -98,6 +98,21 @@ impl RootDir {
         Ok(self.inspect(rel)? != Found::Absent)
     }
 
+    /// Whether anything is at one of `rels`, tried in turn. A spelling that
+    /// passes through a symlink (merged /usr: `sbin -> usr/sbin`) counts as
+    /// not there, so give both spellings: `["usr/sbin/sshd", "sbin/sshd"]`.
+    pub fn present(&self, rels: &[&str]) -> Result<bool> {
+        for rel in rels {
+            match self.inspect(rel) {
+                Ok(Found::Absent) => {}
+                Ok(_) => return Ok(true),
+                Err(e) if matches!(e.downcast_ref(), Some(rootfs::RootError::ThroughSymlink { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether `rel` is a directory (not a symlink to one).
     pub fn is_dir(&self, rel: &str) -> Result<bool> {
         Ok(self.inspect(rel)? == Found::Dir)

@@ -646,15 +646,7 @@ fn today() -> u64 {
 /// Whether `abs` (like `/bin/bash`) is in the root; a symlinked directory
 /// on the way (merged /usr) counts as not there on that spelling.
 fn has(root: &RootDir, abs: &str) -> Result<bool> {
-    match root.inspect(abs) {
-        Ok(f) => Ok(f != Found::Absent),
-        Err(e) if through_symlink(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn through_symlink(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(slipway_package::rootfs::RootError::ThroughSymlink { .. }))
+    root.present(&[abs])
 }
 
 /// /bin/bash when the root has it, else /bin/sh; for a system account

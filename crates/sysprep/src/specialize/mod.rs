@@ -198,7 +198,7 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
             report.ssh_host_keys = make_host_keys(&root)?;
         }
     }
-    plan.ssh_host_keys = root.exists("usr/sbin/sshd")? || root.exists("sbin/sshd").unwrap_or(false);
+    plan.ssh_host_keys = root.present(&["usr/sbin/sshd", "sbin/sshd"])?;
 
     // Network.
     let renderer = answer.network.as_ref().map(|n| n.renderer).unwrap_or(Renderer::None);
@@ -244,7 +244,7 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
     }
     if let Some(t) = &answer.time {
         if !t.ntp.is_empty() {
-            if root.exists("usr/sbin/chronyd")? {
+            if root.present(&["usr/sbin/chronyd", "sbin/chronyd"])? {
                 let lines: String = t.ntp.iter().map(|s| format!("server {s} iburst\n")).collect();
                 let p = if root.is_dir("etc/chrony/sources.d")? {
                     "etc/chrony/sources.d/slipway.sources"
@@ -415,23 +415,8 @@ fn make_host_keys(root: &RootDir) -> Result<Vec<String>> {
             root.remove(&format!("etc/ssh/{n}"))?;
         }
     }
-    let out = std::process::Command::new("ssh-keygen").arg("-A").arg("-f").arg(root.path()).output().context(
-        "running ssh-keygen -A (install openssh-client on this machine, or use ssh.host_keys = \"first-boot\")",
-    )?;
-    if !out.status.success() {
-        bail!("ssh-keygen -A -f {} failed: {}", root.path().display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let mut prints = Vec::new();
-    for n in root.list_utf8("etc/ssh")? {
-        if n.starts_with("ssh_host_") && n.ends_with("_key.pub") {
-            let o = std::process::Command::new("ssh-keygen")
-                .arg("-lf")
-                .arg(root.display(&format!("etc/ssh/{n}")))
-                .output()?;
-            prints.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
-        }
-    }
-    Ok(prints)
+    firstboot::make_host_keys(root)
+        .context("making SSH host keys (install openssh-client on this machine, or use ssh.host_keys = \"first-boot\")")
 }
 
 fn install_firstboot(
@@ -456,7 +441,7 @@ fn install_firstboot(
     report.written.push(format!("/{}/", firstboot::STATE_DIR));
     let json = serde_json::to_vec_pretty(plan)?;
     write(root, &mut report.written, firstboot::PLAN_PATH, &json, Perm::root(0o600))?;
-    let units = firstboot::units(plan, &root_unit_dir(root)?);
+    let units = firstboot::units(plan);
     for (rel, text) in &units.files {
         write(root, &mut report.written, rel, text.as_bytes(), Perm::root(0o644))?;
     }
@@ -470,17 +455,6 @@ fn install_firstboot(
         }
     }
     Ok(())
-}
-
-/// Where the root keeps systemd's units (for checks; units we write go to
-/// /etc/systemd/system).
-fn root_unit_dir(root: &RootDir) -> Result<String> {
-    for d in ["usr/lib/systemd/system", "lib/systemd/system"] {
-        if root.is_dir(d).unwrap_or(false) {
-            return Ok(format!("/{d}"));
-        }
-    }
-    Ok("/usr/lib/systemd/system".into())
 }
 
 #[cfg(test)]

@@ -80,24 +80,8 @@ pub struct NetworkReport {
     pub removed: Vec<String>,
 }
 
-/// Whether a symlink on the way to `rel` was the trouble (merged /usr:
-/// `lib -> usr/lib`, which [`RootDir`] refuses to walk through).
-fn through_symlink(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(slipway_package::rootfs::RootError::ThroughSymlink { .. }))
-}
-
-/// Whether anything is at one of `rels`; a spelling that passes through a
-/// symlink counts as not there (the other spelling finds it).
 fn present(root: &RootDir, rels: &[&str]) -> Result<bool> {
-    for rel in rels {
-        match root.inspect(rel) {
-            Ok(Found::Absent) => {}
-            Ok(_) => return Ok(true),
-            Err(e) if through_symlink(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
+    root.present(rels)
 }
 
 /// The stack the root uses: NetworkManager, then ifupdown, then
