@@ -197,7 +197,7 @@ slipway generalize /srv/master --ops defaults,-logfiles\n  slipway generalize --
     /// from systemd credentials, the domain join, then the answer file's
     /// commands, logging to /var/log/slipway/firstboot.log. Exit status: 0
     /// all done, 1 a step failed and the run went on, 2 a step failed and
-    /// stopped the run, 3 no readable plan.
+    /// stopped the run, 3 the run could not start (no readable plan).
     Firstboot(FirstbootArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]

@@ -41,7 +41,7 @@ pub fn generalize(a: GeneralizeArgs) -> anyhow::Result<i32> {
             let what = if o.entries == 0 && o.written.is_empty() {
                 o.note.clone().unwrap_or_else(|| "nothing to do".into())
             } else {
-                let mut s = format!("{verb} {} entries ({})", o.entries, bytes(o.bytes));
+                let mut s = format!("{verb} {} ({})", entries(o.entries), bytes(o.bytes));
                 if !o.written.is_empty() {
                     s.push_str(&format!(
                         ", {} {}",
@@ -66,14 +66,22 @@ pub fn generalize(a: GeneralizeArgs) -> anyhow::Result<i32> {
             println!("warning: {}: {}\n  what to do: {}", f.path, f.problem, f.advice);
         }
         println!(
-            "{} {}: {verb} {} entries, {}",
+            "{} {}: {verb} {}, {}",
             if r.dry_run { "dry run on" } else { "generalized" },
             root.display(),
-            r.removed_entries,
+            entries(r.removed_entries),
             bytes(r.removed_bytes)
         );
     }
     Ok(if r.findings.is_empty() { 0 } else { FOUND })
+}
+
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
 }
 
 fn facts(f: &FactArgs) -> anyhow::Result<Facts> {
@@ -195,6 +203,20 @@ pub fn answer(g: &Global, c: AnswerCmd) -> anyhow::Result<i32> {
                     bail!("{} exists; pass --force to overwrite it", o.display());
                 }
             }
+            let preset = a.hostname.is_some()
+                || a.domain.is_some()
+                || a.user.is_some()
+                || a.password_hash.is_some()
+                || !a.ssh_keys.is_empty()
+                || a.timezone.is_some()
+                || a.no_sudo
+                || a.dhcp;
+            if preset && !a.non_interactive {
+                bail!(
+                    "--hostname, --user, --password-hash and the other settings are for --non-interactive; \
+                     add --non-interactive, or leave them out to be asked"
+                );
+            }
             let ans = if a.non_interactive {
                 answer::new::from_options(&answer::new::NewOptions {
                     hostname: a.hostname,
@@ -239,7 +261,8 @@ pub fn answer(g: &Global, c: AnswerCmd) -> anyhow::Result<i32> {
                     println!("wrote {}", f.display());
                 }
                 println!(
-                    "a NoCloud seed: put these files on a volume labelled CIDATA, or point ds=nocloud;s=URL/ at them"
+                    "a NoCloud seed: put these files on a volume labelled CIDATA, or serve them over HTTP and boot with \
+                     ds=nocloud-net;s=http://HOST/PATH/ (cloud-init 24.1 and later also take ds=nocloud;s=)"
                 );
             }
             Ok(0)
@@ -247,6 +270,7 @@ pub fn answer(g: &Global, c: AnswerCmd) -> anyhow::Result<i32> {
     }
 }
 
+/// Writes a file that may hold password hashes: mode 0600, atomically.
 fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
@@ -258,10 +282,12 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 fn tempfile_in(dir: &Path) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
     let p = dir.join(format!(".slipway-new-{}", std::process::id()));
+    use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(&p)
         .with_context(|| format!("creating {}", p.display()))?;
     Ok((p, f))

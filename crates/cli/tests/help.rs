@@ -42,6 +42,14 @@ const COMMANDS: &[&[&str]] = &[
     &["packages"],
     &["scan"],
     &["recover"],
+    &["generalize"],
+    &["specialize"],
+    &["answer"],
+    &["answer", "check"],
+    &["answer", "new"],
+    &["answer", "export"],
+    &["answer", "schema"],
+    &["firstboot"],
 ];
 
 #[test]

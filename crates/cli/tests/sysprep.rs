@@ -94,7 +94,7 @@ timezone = "Europe/Berlin"
 
 [[files]]
 path = "/etc/motd"
-mode = "0644"
+mode = "0640"
 content = "Specialized by slipway.\n"
 
 [[commands]]
@@ -202,6 +202,9 @@ fn debian_root_generalized_specialized_twice_and_booted() {
         assert!(root.join("etc/systemd/system/multi-user.target.wants/slipway-firstboot.service").is_symlink());
         assert!(root.join("usr/local/sbin/slipway").is_file());
         assert_eq!(read(root.join("etc/motd")), "Specialized by slipway.\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(root.join("etc/motd")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the answer's mode, over the image's own /etc/motd");
         // pwck and grpck (shadow's own checkers) accept the account files.
         for tool in [&["pwck", "-r", "-q"][..], &["grpck", "-r"][..]] {
             let o = Command::new(tool[0]).args(&tool[1..]).arg("-R").arg(root).output().unwrap();
@@ -422,9 +425,26 @@ fn answer_check_refuses_bad_files_naming_the_key_and_the_fix() {
     for k in ["users[0].shell", "users[0].sudo", "time.timezone"] {
         assert!(err.contains(k), "{k} not named: {err}");
     }
-    // The same file with the root's own settings passes.
+    // specialize runs the same checks first and changes nothing.
+    let before = mtree(&root);
+    let o = sw().args(["specialize", "--answer"]).arg(&f).arg(&root).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("nothing was changed") && err.contains("users[0].shell"), "{err}");
+    assert_eq!(mtree(&root), before, "a refused specialize writes nothing");
+    // The same checks against the root captured as an image in a store.
+    let store = t.path().join("store");
+    ok(sw().arg("--store").arg(&store).args(["store", "init"]));
+    ok(sw().arg("--store").arg(&store).arg("capture").arg(&root).args(["--name", "tiny"]));
+    let o =
+        sw().arg("--store").arg(&store).args(["answer", "check"]).arg(&f).args(["--image", "tiny"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("users[0].shell") && err.contains("time.timezone"), "{err}");
+    // The same file with the root's own settings passes, on the root and
+    // on the image.
     std::fs::write(&f, "version = 1\n[[users]]\nname = \"ops\"\n[time]\ntimezone = \"Europe/Berlin\"\n").unwrap();
     ok(sw().args(["answer", "check"]).arg(&f).arg("--root").arg(&root));
+    ok(sw().arg("--store").arg(&store).args(["answer", "check"]).arg(&f).args(["--image", "tiny@1"]));
 }
 
 /// `answer new --non-interactive` (the contract in issue 6) writes a file
@@ -495,9 +515,12 @@ fn specialize_never_writes_through_a_symlink_out_of_the_root() {
 fn firstboot_runs_once_reports_failures_and_keeps_secrets_out_of_logs() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("root");
-    for d in ["etc", "var/log", "var/lib", "var/tmp", "usr/share/zoneinfo"] {
+    for d in ["etc", "bin", "var/log", "var/lib", "var/tmp", "usr/share/zoneinfo"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
+    // The commands' programs, as answer check and specialize want them in the root.
+    std::fs::write(root.join("bin/sh"), "").unwrap();
+    std::fs::write(root.join("bin/false"), "").unwrap();
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     std::fs::write(root.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
@@ -531,6 +554,12 @@ on_failure = "halt"
 [[commands]]
 name = "never"
 shell = "echo never >> {m}"
+
+[[commands]]
+name = "tick"
+shell = "echo tick $TOKEN"
+when = "every-boot"
+secret_env = {{ TOKEN = {{ env = "SLIPWAY_TEST_TOKEN" }} }}
 "#,
             m = marker.display()
         ),
@@ -555,7 +584,15 @@ shell = "echo never >> {m}"
     let log = read(root.join("var/log/slipway/firstboot.log"));
     assert!(log.contains("token=<redacted>") && !log.contains("s3cr3t"), "{log}");
     assert!(log.contains("timed out after 1 s"), "{log}");
-    assert!(!stored.exists(), "secrets are deleted after use");
+    let left: Vec<_> = std::fs::read_dir(&stored).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec!["commands.5.TOKEN"], "used secrets are deleted; the every-boot command's stays");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o700);
+    // The every-boot command still has its secret, and it stays out of the log.
+    let o = sw().args(["firstboot", "--every-boot", "--root"]).arg(&root).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = read(root.join("var/log/slipway/firstboot.log"));
+    assert!(log.contains("tick <redacted>") && !log.contains("s3cr3t"), "{log}");
     // Again: nothing runs.
     let o = sw().args(["firstboot", "--root"]).arg(&root).output().unwrap();
     assert_eq!(o.status.code(), Some(0));

@@ -13,7 +13,8 @@
 //!
 //! Exit status: 0 everything succeeded, 1 a step failed and the run went on
 //! (`on_failure = "continue"`), 2 a step failed and stopped the run
-//! (`halt`, or `retry` out of attempts), 3 the plan could not be read.
+//! (`halt`, or `retry` out of attempts), 3 the run could not start (no
+//! readable plan, no writable log).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -320,11 +321,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         bail!("the first-boot plan has format {}; this slipway runs format {PLAN_FORMAT}", plan.format);
     }
     root.mkdir_all("var/log/slipway", Perm::root(0o755))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(root.display(LOG_PATH))
-        .with_context(|| format!("opening {}", root.display(LOG_PATH).display()))?;
+    let file = root.open_append(LOG_PATH, Perm::root(0o640))?;
     let mut log = Log { file: Some(file), secrets: Vec::new() };
     let started = now();
     if opts.every_boot {
@@ -443,8 +440,26 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         "ok"
     };
     let report = RunReport { run: state.runs, status: status.into(), started, finished: now(), steps };
-    // Secrets are used up: they go before the run is marked done.
-    root.remove(SECRETS_DIR)?;
+    // Secrets are used up: they go before the run is marked done, except
+    // those the every-boot commands still need.
+    let keep: Vec<&str> = plan
+        .commands
+        .iter()
+        .filter(|c| c.when == When::EveryBoot)
+        .flat_map(|c| c.env.values())
+        .filter_map(|s| match s {
+            SecretSource::Stored(k) => Some(k.as_str()),
+            SecretSource::Credential(_) => None,
+        })
+        .collect();
+    for name in root.list_utf8(SECRETS_DIR)? {
+        if !keep.contains(&name.as_str()) {
+            root.remove(&format!("{SECRETS_DIR}/{name}"))?;
+        }
+    }
+    if keep.is_empty() {
+        root.remove(SECRETS_DIR)?;
+    }
     root.write(DONE_PATH, &serde_json::to_vec_pretty(&report)?, Perm::root(0o644))?;
     let failed_names: Vec<&str> =
         report.steps.iter().filter(|s| s.status == StepStatus::Failed).map(|s| s.name.as_str()).collect();

@@ -16,7 +16,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -200,7 +199,7 @@ pub struct Finding {
 
 /// Generalizes the root at `root` with `ops` (run in [`operations`] order).
 pub fn generalize(root: &Path, ops: &[&'static Operation], opts: &Options) -> Result<Report> {
-    if !opts.dry_run && !opts.force && is_running_system(root) {
+    if !opts.dry_run && !opts.force && crate::rootdir::is_running_system(root).unwrap_or(false) {
         bail!(
             "{} is the running system's root; generalizing it would remove this machine's identity while it \
              runs. Pass --force if that is what you want (then shut it down and capture it), or --dry-run to \
@@ -289,15 +288,6 @@ pub fn generalize(root: &Path, ops: &[&'static Operation], opts: &Options) -> Re
         rd.sync()?;
     }
     Ok(report)
-}
-
-/// Whether `root` is this system's `/` (or that of PID 1, when readable).
-fn is_running_system(root: &Path) -> bool {
-    let Ok(r) = std::fs::metadata(root) else { return false };
-    ["/", "/proc/1/root"]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .any(|m| m.dev() == r.dev() && m.ino() == r.ino())
 }
 
 fn abs(rel: &str) -> String {
@@ -1352,6 +1342,7 @@ fn soft_read(ctx: &Ctx, f: &mut OpPlan, rel: &str) -> Result<Option<Vec<u8>>> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     const ID: &str = "0123456789abcdef0123456789abcdef";

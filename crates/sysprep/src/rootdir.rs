@@ -256,6 +256,25 @@ impl RootDir {
         Ok(())
     }
 
+    /// Opens the regular file at `rel` for appending, creating it with
+    /// `perm` (and its parents, root-owned 0755) when it is missing; a
+    /// symlink at `rel` is refused, not followed.
+    pub fn open_append(&self, rel: &str, perm: Perm) -> Result<File> {
+        let rel = rel_ok(rel)?;
+        let parent = rootfs::parent_of(rel);
+        self.mkdir_all(parent, Perm::root(0o755))?;
+        let dir = self.open_dir(parent)?;
+        let full = self.display(rel);
+        let fd = rustix::fs::openat(
+            &dir,
+            rootfs::name_of(rel),
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(perm.mode),
+        )
+        .with_context(|| format!("opening {} to append (a symlink there is refused)", full.display()))?;
+        Ok(File::from(fd))
+    }
+
     /// Writes `data` to `rel`, keeping the mode and owner of the file that is
     /// there (or `perm` when there is none).
     pub fn write_keeping(&self, rel: &str, data: &[u8], perm: Perm) -> Result<()> {

@@ -291,11 +291,11 @@ fn check_into(a: &Answer, view: &dyn RootView, out: &mut Vec<Problem>) -> Result
             }
         }
         if matches!(u.sudo, Some(Sudo::Password | Sudo::Nopasswd))
-            && !(any_file(view, &["usr/bin/sudo", "bin/sudo"])? && is_dir(view, "etc/sudoers.d")?)
+            && !(any_file(view, &["usr/bin/sudo", "bin/sudo"])? && any_file(view, &["etc/sudoers"])?)
         {
             p(
                 format!("{k}.sudo"),
-                "sudo rights asked for, but the image has no sudo (/usr/bin/sudo and /etc/sudoers.d)".into(),
+                "sudo rights asked for, but the image has no sudo (/usr/bin/sudo and /etc/sudoers)".into(),
                 "install the sudo package in the image, or set sudo = \"none\"",
             );
         }
@@ -376,14 +376,12 @@ fn check_into(a: &Answer, view: &dyn RootView, out: &mut Vec<Problem>) -> Result
         }
     }
     for (k, tz) in zones {
-        if tz == "UTC" {
-            continue;
-        }
+        // Even UTC: specialize links /etc/localtime to the image's zone file.
         if !is_dir(view, "usr/share/zoneinfo")? {
             p(
                 k,
                 format!("time zone {tz:?} asked for, but the image has no time zone data (/usr/share/zoneinfo)"),
-                "install tzdata in the image, or use UTC",
+                "install tzdata in the image",
             );
         } else if kind_of(view, &format!("usr/share/zoneinfo/{tz}"))? != Kind::File {
             p(
@@ -712,6 +710,7 @@ mod tests {
             "usr/bin/true",
             "usr/share/zoneinfo/Europe/Berlin",
             "usr/share/X11/xkb/symbols/de",
+            "etc/sudoers",
         ] {
             fs::write(dir.join(f), "x").unwrap();
         }
@@ -848,7 +847,8 @@ shell = "echo hi"
         let k = keys("[time]\ntimezone = \"Mars/Olympus\"\n[[machines]]\nmatch = { serial = \"S\" }\ntimezone = \"Europe/Nowhere\"\n", t.path());
         assert_eq!(k, ["time.timezone", "machines[0].timezone"]);
         fs::remove_dir_all(t.path().join("usr/share/zoneinfo")).unwrap();
-        assert!(keys("[time]\ntimezone = \"UTC\"\n", t.path()).is_empty());
+        // Even UTC: specialize links /etc/localtime to the zone file.
+        assert_eq!(keys("[time]\ntimezone = \"UTC\"\n", t.path()), ["time.timezone"]);
         let a = parse("version = 1\n[time]\ntimezone = \"Europe/Berlin\"\n", "t").unwrap();
         let p = check(&a, &RootDir::open(t.path()).unwrap());
         assert!(p[0].fix.contains("tzdata"), "{p:?}");

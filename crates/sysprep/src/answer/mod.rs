@@ -365,6 +365,11 @@ pub fn validate(a: &Answer) -> Vec<Problem> {
                 format!("{:?} is not a plain absolute path", f.path),
                 "give an absolute path without '.' or '..', like /etc/motd",
             );
+        } else if ["/etc/slipway", "/var/lib/slipway"]
+            .iter()
+            .any(|d| f.path == *d || f.path.starts_with(&format!("{d}/")))
+        {
+            p(format!("{k}.path"), format!("{} is slipway's own state", f.path), "write the file somewhere else");
         }
         match (&f.content, &f.source) {
             (Some(_), Some(_)) => p(k.clone(), "both content and source".into(), "give one of them"),
@@ -409,10 +414,17 @@ pub fn validate(a: &Answer) -> Vec<Problem> {
             p("domain.timeout".into(), "a timeout of 0 seconds".into(), "give seconds > 0, or leave it out (300)");
         }
     }
+    let mut command_names = std::collections::BTreeSet::new();
     for (i, c) in a.commands.iter().enumerate() {
         let k = format!("commands[{i}]");
         if c.name.trim().is_empty() {
             p(format!("{k}.name"), "empty".into(), "give the command a short name for logs");
+        } else if !command_names.insert(c.name.as_str()) {
+            p(
+                format!("{k}.name"),
+                format!("command name {:?} is used twice; first boot records finished steps by name", c.name),
+                "give every command its own name",
+            );
         }
         match (c.run.is_empty(), &c.shell) {
             (false, Some(_)) => p(k.clone(), "both run and shell".into(), "give one of them"),
@@ -759,6 +771,12 @@ secret_env = { TOKEN = { env = "TOKEN" } }
             "version = 1\n[[network.interfaces]]\nmatch = { mac = \"zz\" }\nmode = \"static\"\n[[files]]\npath = \"../x\"\ncontent = \"a\"\n",
         );
         let keys: Vec<&str> = p.iter().map(|x| x.key.as_str()).collect();
+        let dup = refused(
+            "version = 1\n[[commands]]\nname = \"a\"\nshell = \"x\"\n[[commands]]\nname = \"a\"\nshell = \"y\"\n",
+        );
+        assert_eq!(dup[0].key, "commands[1].name");
+        let own = refused("version = 1\n[[files]]\npath = \"/etc/slipway/x\"\ncontent = \"\"\n");
+        assert_eq!(own[0].key, "files[0].path");
         assert!(keys.contains(&"network.interfaces[0].match.mac"), "{keys:?}");
         assert!(keys.contains(&"network.interfaces[0].addresses"), "{keys:?}");
         assert!(keys.contains(&"files[0].path"), "{keys:?}");

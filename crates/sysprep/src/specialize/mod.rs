@@ -72,6 +72,17 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
         );
     }
     let root = RootDir::open(root_path)?;
+    // What the root cannot satisfy stops everything before a change.
+    let problems = answer::check::check(answer, &root);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("\n  {p}")).collect();
+        bail!(
+            "{} cannot satisfy the answer file; nothing was changed:{}\n(`slipway answer check FILE --root {}` lists the same)",
+            root_path.display(),
+            list.concat(),
+            root_path.display()
+        );
+    }
     let mut report = Report { root: root_path.display().to_string(), ..Default::default() };
     let mut random = |b: &mut [u8]| getrandom::fill(b).expect("the kernel's random source");
     let machine = answer.for_machine(&opts.facts, &mut random)?;
@@ -275,11 +286,10 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
             None => accts.user(owner).map(|u| u.gid).unwrap_or(0),
         };
         let mode = f.mode.as_deref().and_then(answer::parse_mode).unwrap_or(0o644);
+        // The answer's mode and owner, also over a file the image has.
         let rel = f.path.trim_start_matches('/');
-        if rel.starts_with("var/lib/slipway") || rel.starts_with("etc/slipway") {
-            bail!("files[{i}].path: {} is slipway's own state; write somewhere else", f.path);
-        }
-        write(&root, &mut report.written, rel, &data, crate::rootdir::Perm { mode, uid, gid })?;
+        root.write(rel, &data, Perm { mode, uid, gid })?;
+        report.written.push(f.path.clone());
     }
 
     // The first-boot plan, its secrets and its units.
@@ -434,6 +444,8 @@ fn install_firstboot(
     write(root, &mut report.written, BINARY_PATH, &data, Perm::root(0o755))?;
     // A previous specialize's state and secrets go; this plan starts fresh.
     root.remove(firstboot::STATE_DIR)?;
+    root.mkdir_all("var/lib/slipway", Perm::root(0o755))?;
+    root.mkdir_all(firstboot::SECRETS_DIR, Perm::root(0o700))?;
     for (k, v) in stored {
         root.write(&format!("{}/{k}", firstboot::SECRETS_DIR), v.as_bytes(), Perm::root(0o600))?;
     }
