@@ -2,7 +2,8 @@
 """Helpers for the slipway benchmark harness (bench/run.sh). Standard library only.
 
 Sub-commands (run.sh calls size, compare, report, markdown and randfile; bench/iso.sh calls
-iso-report; bench/servicing.sh calls size, changed and servicing-report; all are also usable
+iso-report; bench/servicing.sh calls size, changed and servicing-report; bench/sysprep.sh
+calls size, randfile, sysprep-check, specialize-check and sysprep-report; all are also usable
 on their own):
 
   bench.py size PATH...
@@ -48,6 +49,26 @@ on their own):
       deltas, full-file tar.zst / tar.xz baselines, install, uninstall, integrate --tree and
       --image, rsync and tar -x references), computes medians, sizes and ratios, prints the
       tables and writes everything to OUT.
+
+  bench.py sysprep-check ROOT --before DIR --step STEP --run N [--fsck TEXT] [--expect]
+      For bench/sysprep.sh: what is left in ROOT of the machine identity the bench put into
+      the prepared root DIR (machine-id, D-Bus machine-id, SSH host keys and whether new ones
+      are made at first boot, random seed, credential secret, cloud-init instance, root's
+      bash history, DHCP lease, rotated and live logs, journal; hostname, utmp files and
+      /root/.ssh for information). Prints one JSON "check" record; with --expect exits 1
+      when an identity item is left (the check for slipway generalize).
+
+  bench.py specialize-check ROOT --step STEP --run N --hostname H --user U --hash HASH
+           --pubkey FILE --timezone TZ --binary PATH
+      For bench/sysprep.sh: whether slipway specialize applied the bench's answer file
+      (host name, user, password hash, authorized key, networkd file, time zone, host
+      keys made offline, slipway binary and first-boot unit); one JSON record, exit 1 if not.
+
+  bench.py sysprep-report --raw RAW.jsonl --meta META.json --out OUT.json
+      Reads the raw measurements and checks of bench/sysprep.sh (virt-sysprep cold and
+      warm, slipway generalize on a mounted image and on a directory, slipway specialize),
+      computes medians and ratios, prints the time, ratio and correctness tables and
+      writes everything, the tables in Markdown included, to OUT.
 
   bench.py randfile SEED SIZE PATH
       Writes SIZE deterministic pseudo-random bytes to PATH (Python's Mersenne Twister
@@ -838,6 +859,504 @@ def cmd_servicing_report(args):
         print(f"load ({l['when']}): {l['uptime']}")
 
 
+# ------------------------------------------------------------ sysprep-check and -report
+
+# The rule of slipway's `logfiles` operation (docs/generalize.md): a rotated log ends in one
+# of these, or in .N, or in -DDDDDDDD (8-10 digits).
+ROTATED_SUFFIXES = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".Z", ".old", ".bak")
+UTMP_LOGS = ("var/log/wtmp", "var/log/btmp", "var/log/lastlog", "var/log/faillog")
+
+# key, label, expected: slipway generalize must leave an expected item "ok" (else exit 1);
+# the others are reported for information.
+SYSPREP_ITEMS = [
+    ("machine_id", "/etc/machine-id", True),
+    ("dbus_machine_id", "/var/lib/dbus/machine-id", True),
+    ("ssh_host_keys", "SSH host keys /etc/ssh/ssh_host_*", True),
+    ("ssh_keys_first_boot", "new SSH host keys at first boot", True),
+    ("random_seed", "/var/lib/systemd/random-seed", True),
+    ("credential_secret", "/var/lib/systemd/credential.secret", True),
+    ("cloud_instances", "/var/lib/cloud/instances", True),
+    ("bash_history", "/root/.bash_history", True),
+    ("dhcp_lease", "DHCP lease /var/lib/dhcp/*.leases", True),
+    ("rotated_logs", "rotated logs in /var/log", True),
+    ("live_logs", "live logs in /var/log (non-empty)", True),
+    ("journal", "/var/log/journal/<machine-id>/", True),
+    ("hostname", "/etc/hostname", False),
+    ("utmp", "wtmp, btmp, lastlog, faillog", False),
+    ("root_ssh", "/root/.ssh (access, not identity)", False),
+    ("fsck", "e2fsck -fn of the image", False),
+]
+
+
+def is_rotated(name):
+    if name.endswith(ROTATED_SUFFIXES):
+        return True
+    _, dot, ext = name.rpartition(".")
+    if dot and ext.isdigit():
+        return True
+    _, dash, ext = name.rpartition("-")
+    return bool(dash) and ext.isdigit() and 8 <= len(ext) <= 10
+
+
+def read_in(root, rel):
+    """Content of ROOT/REL as bytes if it is a regular file (never through a symlink), else None."""
+    p = os.path.join(root, rel)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    with open(p, "rb") as f:
+        return f.read()
+
+
+def lexists_in(root, rel):
+    return os.path.lexists(os.path.join(root, rel))
+
+
+def logs_of(root):
+    """{relative path: size} of the regular files under ROOT/var/log, not through symlinks."""
+    out = {}
+    top = os.path.join(root, "var/log")
+    if os.path.islink(top) or not os.path.isdir(top):
+        return out
+    for dirpath, _, filenames in os.walk(top):
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                out[os.path.relpath(p, root)] = st.st_size
+    return out
+
+
+def host_keys_of(root):
+    d = os.path.join(root, "etc/ssh")
+    return sorted(n for n in os.listdir(d) if n.startswith("ssh_host_")) if os.path.isdir(d) else []
+
+
+def first_boot_keygen(root):
+    """What in ROOT makes SSH host keys when there are none (text), or None."""
+    units = ["etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system"]
+    wants = "etc/systemd/system/multi-user.target.wants/slipway-ssh-hostkeys.service"
+    if lexists_in(root, "etc/systemd/system/slipway-ssh-hostkeys.service"):
+        return "slipway-ssh-hostkeys.service" + (", enabled" if lexists_in(root, wants) else " (NOT enabled)")
+    for name in ("sshd-keygen@.service", "sshd-keygen.target", "sshdgenkeys.service"):
+        if any(lexists_in(root, f"{u}/{name}") for u in units):
+            return name
+    for u in units:
+        for name in ("ssh.service", "sshd.service"):
+            c = read_in(root, f"{u}/{name}")
+            if c and b"ssh-keygen" in c:
+                return f"{name} runs ssh-keygen"
+    return None
+
+
+def baseline_items(root):
+    """What ROOT holds of each identity item, before any tool ran (the table's first column)."""
+    items = {}
+
+    def put(key, text):
+        items[key] = {"text": text, "ok": None, "detail": None}
+
+    def size(rel):
+        c = read_in(root, rel)
+        return "none" if c is None else f"{len(c)} B"
+
+    mid = (read_in(root, "etc/machine-id") or b"").strip().decode(errors="replace")
+    put("machine_id", f"a real ID `{mid[:8]}…`" if mid else "none")
+    put("dbus_machine_id", size("var/lib/dbus/machine-id"))
+    put("ssh_host_keys", f"{len(host_keys_of(root))} files")
+    put("ssh_keys_first_boot", f"({first_boot_keygen(root) or 'no generator in the image'})")
+    put("random_seed", size("var/lib/systemd/random-seed"))
+    put("credential_secret", size("var/lib/systemd/credential.secret"))
+    inst = os.path.join(root, "var/lib/cloud/instances")
+    put("cloud_instances", ", ".join(sorted(os.listdir(inst))) if os.path.isdir(inst) else "none")
+    put("bash_history", size("root/.bash_history"))
+    d = os.path.join(root, "var/lib/dhcp")
+    put("dhcp_lease", ", ".join(sorted(n for n in os.listdir(d) if n.endswith(".leases")))
+        if os.path.isdir(d) else "none")
+    logs = logs_of(root)
+    jr = lambda p: p.startswith("var/log/journal/")
+    rot = sorted(p[8:] for p in logs if not jr(p) and is_rotated(os.path.basename(p)))
+    put("rotated_logs", f"{len(rot)}: {', '.join(rot)}")
+    live = [p for p in logs if not jr(p) and not is_rotated(os.path.basename(p)) and logs[p] > 0]
+    put("live_logs", f"{len(live)} ({sum(logs[p] for p in live) / 1e3:.0f} kB)")
+    j = [p for p in logs if jr(p)]
+    put("journal", f"{len(j)} file{'' if len(j) == 1 else 's'}")
+    hn = read_in(root, "etc/hostname")
+    put("hostname", f"`{hn.strip().decode(errors='replace')}`" if hn is not None else "none")
+    u = [p for p in UTMP_LOGS if lexists_in(root, p)]
+    put("utmp", f"{len(u)} files")
+    put("root_ssh", "present" if lexists_in(root, "root/.ssh") else "none")
+    put("fsck", "-")
+    return items
+
+
+def sysprep_items(root, before, fsck):
+    """The identity items of ROOT, each {text, ok, detail}; ok None = for information."""
+    if before and os.path.samefile(root, before):
+        return baseline_items(root)
+    items = {}
+
+    def put(key, text, ok=None, detail=None):
+        items[key] = {"text": text, "ok": ok, "detail": detail}
+
+    mid = read_in(root, "etc/machine-id")
+    mid0 = read_in(before, "etc/machine-id") if before else None
+    if mid is None:
+        put("machine_id", "missing: first boot, each clone makes its own ID", True)
+    else:
+        s = mid.strip().decode(errors="replace")
+        if s == "uninitialized":
+            put("machine_id", "`uninitialized`: first boot, each clone makes its own ID", True)
+        elif s == "":
+            put("machine_id", "empty: a new ID each boot, but systemd sees no first boot", True)
+        elif mid0 is not None and mid.strip() == mid0.strip():
+            put("machine_id", f"the original ID `{s[:8]}…`: every clone shares it", False, s)
+        else:
+            put("machine_id", f"a new fixed ID `{s[:8]}…`: every clone of the image shares it", False, s)
+
+    rel = "var/lib/dbus/machine-id"
+    p = os.path.join(root, rel)
+    if not os.path.lexists(p):
+        put("dbus_machine_id", "removed", True)
+    elif os.path.islink(p):
+        put("dbus_machine_id", f"a symlink to {os.readlink(p)}", True)
+    else:
+        c = read_in(root, rel) or b""
+        c0 = read_in(before, rel) if before else None
+        if c.strip() == b"":
+            put("dbus_machine_id", "emptied (0 B)", True)
+        elif c0 is not None and c.strip() == c0.strip():
+            put("dbus_machine_id", "kept: the original ID", False)
+        else:
+            put("dbus_machine_id", "a new fixed ID: every clone shares it", False, c.strip().decode(errors="replace"))
+
+    keys, keys0 = host_keys_of(root), host_keys_of(before) if before else []
+    if not keys:
+        put("ssh_host_keys", f"removed ({len(keys0)} files)" if keys0 else "none", True)
+    else:
+        put("ssh_host_keys", f"{len(keys)} files left", False, keys)
+
+    gen = first_boot_keygen(root)
+    if keys:
+        put("ssh_keys_first_boot", "not needed: the keys are still there", None)
+    elif gen:
+        put("ssh_keys_first_boot", f"yes: {gen}", True)
+    else:
+        put("ssh_keys_first_boot", "no: nothing in the image makes them, and Debian's ssh.service "
+            "does not (sshd will not start)", False)
+
+    for key, rel in (("random_seed", "var/lib/systemd/random-seed"),
+                     ("credential_secret", "var/lib/systemd/credential.secret")):
+        c = read_in(root, rel)
+        c0 = read_in(before, rel) if before else None
+        if not lexists_in(root, rel):
+            put(key, "removed" if c0 is not None else "none", True)
+        elif c is not None and c0 is not None and c == c0:
+            put(key, f"kept (same {len(c)} B): every clone shares it", False)
+        else:
+            n = len(c) if c is not None else 0
+            put(key, f"new random bytes ({n} B) written into the image: every clone shares them", False)
+
+    inst = os.path.join(root, "var/lib/cloud/instances")
+    left = sorted(os.listdir(os.path.join(root, "var/lib/cloud"))) if os.path.isdir(
+        os.path.join(root, "var/lib/cloud")) else None
+    if os.path.isdir(inst) and os.listdir(inst):
+        put("cloud_instances", f"kept ({', '.join(sorted(os.listdir(inst)))})", False, left)
+    else:
+        rest = "" if not left else f" (/var/lib/cloud keeps: {', '.join(left)})"
+        put("cloud_instances", ("emptied" if os.path.isdir(inst) else "removed") + rest, True, left)
+
+    if lexists_in(root, "root/.bash_history"):
+        put("bash_history", "kept", False)
+    else:
+        put("bash_history", "removed" if before and lexists_in(before, "root/.bash_history") else "none", True)
+
+    d = os.path.join(root, "var/lib/dhcp")
+    d0 = os.path.join(before, "var/lib/dhcp") if before else None
+    leases = sorted(n for n in os.listdir(d) if n.endswith(".leases")) if os.path.isdir(d) else []
+    leases0 = sorted(n for n in os.listdir(d0) if n.endswith(".leases")) if d0 and os.path.isdir(d0) else []
+    put("dhcp_lease", f"kept ({', '.join(leases)})" if leases else
+        (f"removed ({', '.join(leases0)})" if leases0 else "none"), not leases)
+
+    logs, logs0 = logs_of(root), logs_of(before) if before else {}
+    jr = lambda p: p.startswith("var/log/journal/")
+    rot0 = [p for p in logs0 if not jr(p) and is_rotated(os.path.basename(p))]
+    rot = [p for p in logs if not jr(p) and is_rotated(os.path.basename(p))]
+    put("rotated_logs", f"{len(rot0) - len([p for p in rot0 if p in logs])} of {len(rot0)} removed"
+        + (f"; left: {', '.join(p[8:] for p in rot)}" if rot else ""), not rot, rot)
+    live0 = [p for p in logs0 if not jr(p) and not is_rotated(os.path.basename(p)) and logs0[p] > 0]
+    gone = [p for p in live0 if p not in logs]
+    emptied = [p for p in live0 if logs.get(p) == 0]
+    full = [p for p in logs if not jr(p) and not is_rotated(os.path.basename(p)) and logs[p] > 0]
+    parts = []
+    if emptied:
+        parts.append(f"{len(emptied)} emptied in place")
+    if gone:
+        parts.append(f"{len(gone)} removed")
+    if full:
+        parts.append(f"{len(full)} still hold data")
+    put("live_logs", f"{len(live0)} before: " + ", ".join(parts or ["unchanged"]), not full,
+        {"emptied": emptied, "removed": gone, "non_empty": full})
+    j, j0 = [p for p in logs if jr(p)], [p for p in logs0 if jr(p)]
+    jd = os.path.join(root, "var/log/journal")
+    put("journal", (f"{len(j)} of {len(j0)} files left" if j else
+                    f"emptied ({len(j0)} file{'' if len(j0) == 1 else 's'} removed)"
+                    + ("" if os.path.isdir(jd) else ", directory removed")),
+        not j, j)
+
+    hn = read_in(root, "etc/hostname")
+    hn0 = read_in(before, "etc/hostname") if before else None
+    if hn is None:
+        put("hostname", "removed")
+    else:
+        s = hn.strip().decode(errors="replace")
+        put("hostname", f"`{s}`" + (" (unchanged)" if hn0 is not None and hn == hn0 else ""))
+
+    u = [p for p in UTMP_LOGS if lexists_in(root, p)]
+    u0 = [p for p in UTMP_LOGS if before and lexists_in(before, p)]
+    put("utmp", "all kept (empty)" if len(u) == len(u0) else
+        f"{len(u0) - len(u)} of {len(u0)} removed" + (f" (kept: {', '.join(p[8:] for p in u)})" if u else ""))
+    put("root_ssh", "kept" if lexists_in(root, "root/.ssh") else "removed")
+    put("fsck", fsck or "n/a (a directory)")
+    return items
+
+
+def cmd_sysprep_check(args):
+    items = sysprep_items(args.root, args.before, args.fsck)
+    rec = {"kind": "check", "run": args.run, "step": args.step, "items": items}
+    print(json.dumps(rec, sort_keys=True))
+    if args.expect:
+        bad = [(k, items[k]["text"]) for k, _, want in SYSPREP_ITEMS if want and items[k]["ok"] is not True]
+        for k, t in bad:
+            print(f"sysprep-check: {args.step}: {k}: {t}", file=sys.stderr)
+        if bad:
+            sys.exit(1)
+
+
+def cmd_specialize_check(args):
+    r = args.root
+    items = {}
+    hn = (read_in(r, "etc/hostname") or b"").strip().decode(errors="replace")
+    items["hostname"] = {"ok": hn == args.hostname, "text": hn}
+    pw = [l.split(":") for l in (read_in(r, "etc/passwd") or b"").decode().splitlines()]
+    user = next((f for f in pw if f[0] == args.user), None)
+    items["user"] = {"ok": user is not None and user[5] == f"/home/{args.user}",
+                     "text": ":".join(user) if user else "missing"}
+    sh = [l.split(":") for l in (read_in(r, "etc/shadow") or b"").decode().splitlines()]
+    sline = next((f for f in sh if f[0] == args.user), None)
+    items["password_hash"] = {"ok": sline is not None and sline[1] == args.hash,
+                              "text": "the answer file's hash" if sline and sline[1] == args.hash else "wrong"}
+    ak_path = os.path.join(r, "home", args.user, ".ssh/authorized_keys")
+    ak = read_in(r, f"home/{args.user}/.ssh/authorized_keys") or b""
+    with open(args.pubkey, "rb") as f:
+        pub = f.read().strip()
+    ok = pub in ak and user is not None and os.lstat(ak_path).st_uid == int(user[2])
+    items["authorized_keys"] = {"ok": ok, "text": "the bench key, owned by the user" if ok else "wrong"}
+    nd = os.path.join(r, "etc/systemd/network")
+    nets = [n for n in os.listdir(nd) if n.endswith(".network")] if os.path.isdir(nd) else []
+    dhcp = any(b"DHCP=" in (read_in(r, f"etc/systemd/network/{n}") or b"") for n in nets)
+    items["network"] = {"ok": dhcp, "text": ", ".join(nets) or "no .network file"}
+    lt = os.path.join(r, "etc/localtime")
+    tz = os.readlink(lt) if os.path.islink(lt) else "not a symlink"
+    items["timezone"] = {"ok": tz.endswith("/" + args.timezone), "text": tz}
+    keys = [k for k in host_keys_of(r) if k.endswith("_key")]
+    items["ssh_host_keys"] = {"ok": len(keys) > 0, "text": f"{len(keys)} private keys made offline"}
+    b = os.path.join(r, "usr/local/sbin/slipway")
+    bsize = os.lstat(b).st_size if os.path.lexists(b) else None
+    items["slipway_binary"] = {"ok": bsize == os.stat(args.binary).st_size,
+                               "text": f"{bsize} B" if bsize is not None else "missing"}
+    fb = lexists_in(r, "etc/systemd/system/multi-user.target.wants/slipway-firstboot.service")
+    items["firstboot_unit"] = {"ok": fb, "text": "enabled" if fb else "missing"}
+    mid = (read_in(r, "etc/machine-id") or b"").strip()
+    items["machine_id"] = {"ok": mid == b"uninitialized", "text": mid.decode(errors="replace")}
+    rec = {"kind": "check", "run": args.run, "step": args.step, "items": items}
+    print(json.dumps(rec, sort_keys=True))
+    bad = [(k, v["text"]) for k, v in items.items() if not v["ok"]]
+    for k, t in bad:
+        print(f"specialize-check: {args.step}: {k}: {t}", file=sys.stderr)
+    if bad:
+        sys.exit(1)
+
+
+SYSPREP_STEPS = [
+    ("virt_sysprep_cold", "virt-sysprep, cold (builds the appliance)"),
+    ("virt_sysprep", "virt-sysprep, warm (cached appliance)"),
+    ("mount_img", "mount copy.img (loop device; not compared)"),
+    ("slipway_generalize_img", "slipway generalize MOUNT"),
+    ("umount_img", "sync + umount MOUNT"),
+    ("slipway_generalize_img_umount", "slipway generalize MOUNT + sync + umount"),
+    ("slipway_generalize_dir", "slipway generalize DIR"),
+    ("slipway_specialize_dir", "slipway specialize DIR (answer file)"),
+]
+SYSPREP_RATIOS = [
+    ("virt_sysprep", "slipway_generalize_img", "virt-sysprep warm / slipway generalize (image)"),
+    ("virt_sysprep", "slipway_generalize_img_umount",
+     "virt-sysprep warm / slipway generalize + sync + umount (image)"),
+    ("virt_sysprep_cold", "slipway_generalize_img_umount",
+     "virt-sysprep cold / slipway generalize + sync + umount (image)"),
+    ("virt_sysprep", "slipway_generalize_dir", "virt-sysprep warm / slipway generalize (directory)"),
+]
+# columns of the correctness table: (step whose checks are shown, heading)
+SYSPREP_COLUMNS = [
+    ("before", "prepared root (before)"),
+    ("slipway_generalize_img", "slipway generalize (image)"),
+    ("slipway_generalize_dir", "slipway generalize (directory)"),
+    ("virt_sysprep", "virt-sysprep"),
+]
+
+
+def cmd_sysprep_report(args):
+    recs = load_raw(args.raw)
+    with open(args.meta) as f:
+        meta = json.load(f)
+    times = [r for r in recs if r["kind"] == "time"]
+    syncs = {(r["run"], r["step"]): r["wall_s"] for r in recs if r["kind"] == "sync"}
+    checks = [r for r in recs if r["kind"] == "check"]
+    runs = sorted({r["run"] for r in times if r["step"] != "virt_sysprep_cold"})
+    # generalize + umount of the image, per run, as a step of its own
+    by = {(r["run"], r["step"]): r for r in times}
+    for run in runs:
+        g, u = by.get((run, "slipway_generalize_img")), by.get((run, "umount_img"))
+        if g and u:
+            times.append({"kind": "time", "run": run, "step": "slipway_generalize_img_umount",
+                          "wall_s": g["wall_s"] + u["wall_s"], "user_s": g["user_s"] + u["user_s"],
+                          "sys_s": g["sys_s"] + u["sys_s"], "rss_kib": max(g["rss_kib"], u["rss_kib"]),
+                          "load1": g.get("load1"), "steal_s": g.get("steal_s", 0) + u.get("steal_s", 0)})
+    med = {}
+    for step, label in SYSPREP_STEPS:
+        t = [r for r in times if r["step"] == step]
+        if not t:
+            continue
+        w = [r["wall_s"] for r in t]
+        sy = [syncs[(r["run"], step)] for r in t if (r["run"], step) in syncs]
+        med[step] = {
+            "label": label, "runs": len(t),
+            "wall_s": median(w), "wall_s_min": min(w), "wall_s_max": max(w),
+            "cpu_s": median([r["user_s"] + r["sys_s"] for r in t]),
+            "rss_mib": median([r["rss_kib"] for r in t]) / 1024,
+            "sync_s": median(sy) if sy else None,
+            "wall_plus_sync_s": median([r["wall_s"] + syncs.get((r["run"], step), 0) for r in t]),
+            "load1": median([r.get("load1") for r in t]),
+            "steal_s": median([r.get("steal_s") for r in t]),
+        }
+    ratios = {}
+    for a, b, label in SYSPREP_RATIOS:
+        if a in med and b in med and med[b]["wall_s"]:
+            ratios[f"{a}/{b}"] = {"label": label, "wall": med[a]["wall_s"] / med[b]["wall_s"],
+                                  "wall_plus_sync": med[a]["wall_plus_sync_s"] / med[b]["wall_plus_sync_s"]}
+    # correctness: the checks of the first run of each step; does every run agree?
+    gen = {}
+    for step, _ in SYSPREP_COLUMNS:
+        cs = sorted((c for c in checks if c["step"] == step), key=lambda c: c["run"])
+        if not cs:
+            continue
+        texts = lambda c: {k: v["text"] for k, v in c["items"].items() if k != "machine_id"}
+        gen[step] = {"items": cs[0]["items"], "run": cs[0]["run"], "checked_runs": len(cs),
+                     "same_in_every_run": all(texts(c) == texts(cs[0]) for c in cs),
+                     "machine_ids": [c["items"]["machine_id"].get("detail") for c in cs]}
+    phases = {}
+    for step in ("virt_sysprep_cold", "virt_sysprep"):
+        ph = [r for r in recs if r["kind"] == "phases" and r["step"] == step]
+        if ph:
+            phases[step] = {"runs": len(ph), "first_op_s": median([r["first_op_s"] for r in ph]),
+                            "operations_s": median([r["last_stamp_s"] - r["first_op_s"] for r in ph]),
+                            "last_stamp_s": median([r["last_stamp_s"] for r in ph])}
+    cold = next((c for c in checks if c["step"] == "virt_sysprep_cold"), None)
+    if cold:
+        gen["virt_sysprep_cold"] = {"items": cold["items"], "run": cold["run"], "checked_runs": 1,
+                                    "same_in_every_run": True,
+                                    "machine_ids": [cold["items"]["machine_id"].get("detail")]}
+    spec = [c for c in checks if c["step"] == "slipway_specialize_dir"]
+    mach = machine_info(meta)
+    for k in ("wimlib-imagex", "casync", "zstd", "tar", "debootstrap"):
+        mach["versions"].pop(k, None)
+    first = lambda s: s.splitlines()[0] if s else s
+    for name, argv in (("virt-sysprep", ["virt-sysprep", "--version"]),
+                       ("qemu-system-x86_64", ["qemu-system-x86_64", "--version"]),
+                       ("supermin", ["supermin", "--version"]),
+                       ("e2fsprogs", ["dpkg-query", "-W", "-f=${Version}", "e2fsprogs"]),
+                       ("libguestfs-tools", ["dpkg-query", "-W", "-f=${Version}", "libguestfs-tools"])):
+        mach["versions"][name] = first(run_cmd(argv))
+
+    head = ["step", "wall s (min-max)", "+ sync s", "CPU s", "peak RSS MiB", "runs"]
+    rows = []
+    for step, label in SYSPREP_STEPS:
+        m = med.get(step)
+        if m:
+            w = lambda x: fmt(x, ".2f" if x is not None and x >= 1 else ".3f")
+            rows.append([label, f"{w(m['wall_s'])} ({w(m['wall_s_min'])}-{w(m['wall_s_max'])})",
+                         w(m["sync_s"]), f"{m['cpu_s']:.2f}", f"{m['rss_mib']:.1f}", str(m["runs"])])
+    rhead = ["ratio of medians", "wall", "wall + sync"]
+    x = lambda v: f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+    rrows = [[r["label"], x(r["wall"]), x(r["wall_plus_sync"])] for r in ratios.values()]
+    cols = [(s, h) for s, h in SYSPREP_COLUMNS if s in gen]
+    mark = lambda it: ("" if it["ok"] is None else ("✓ " if it["ok"] else "✗ ")) + it["text"]
+    chead = ["item"] + [h for _, h in cols]
+    crows = [[label] + [(it["text"] if s == "before" else mark(it)) if (it := gen[s]["items"].get(k)) else "-"
+                        for s, _ in cols] for k, label, _ in SYSPREP_ITEMS]
+    shead = ["specialize check", "result"]
+    srows = [[k, ("✓ " if v["ok"] else "✗ ") + v["text"]] for k, v in sorted(spec[0]["items"].items())] if spec else []
+
+    result = {
+        "schema": "slipway.bench-sysprep/1",
+        "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "mode": meta.get("mode"),
+        "runs": len(runs),
+        "machine": mach,
+        "meta": meta,
+        "medians": med,
+        "ratios": ratios,
+        "virt_sysprep_phases": phases,
+        "correctness": gen,
+        "specialize_checks": {"passed": sum(all(v["ok"] for v in c["items"].values()) for c in spec),
+                              "runs": len(spec), "first": spec[0]["items"] if spec else None},
+        "markdown": {"times": md_table(head, rows), "ratios": md_table(rhead, rrows),
+                     "correctness": md_table(chead, crows).replace("|---:", "|---"),
+                     "specialize": md_table(shead, srows).replace("|---:", "|---")},
+        "load": [r for r in recs if r["kind"] == "load"],
+        "raw": recs,
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True, ensure_ascii=False)
+        f.write("\n")
+
+    root = meta.get("root", {})
+    print()
+    print(f"slipway sysprep benchmark: medians of {len(runs)} run(s), mode {result['mode']}, "
+          f"{mach['nproc']} CPUs, slipway {meta.get('git_rev')}{' (dirty)' if meta.get('git_dirty') else ''}, "
+          f"{mach['versions']['virt-sysprep']} ({meta.get('guestfs', {}).get('accel', '?')})")
+    if root:
+        print(f"data: {root.get('path')} + identity: {root.get('file_bytes', 0)/1e6:.1f} MB in "
+              f"{root.get('files', 0):,} files; image {meta.get('image', {}).get('size')} ext4")
+    print()
+    print(text_table(head, rows))
+    print()
+    print(text_table(rhead, rrows))
+    for step, ph in phases.items():
+        print(f"{step}: appliance launch + inspection {ph['first_op_s']:.1f} s, operations "
+              f"{ph['operations_s']:.1f} s (virt-sysprep's own stamps, median of {ph['runs']})")
+    print()
+    print(text_table(chead, crows))
+    for s, h in cols:
+        g = gen[s]
+        if s != "before":
+            print(f"  {h}: checked in {g['checked_runs']} run(s), "
+                  f"{'the same' if g['same_in_every_run'] else 'NOT the same'} in every run"
+                  + (f"; machine IDs written: {', '.join(x or '-' for x in g['machine_ids'])}"
+                     if any(g["machine_ids"]) else ""))
+    if "virt_sysprep_cold" in gen:
+        print(f"  virt-sysprep cold run: machine ID written: {gen['virt_sysprep_cold']['machine_ids'][0] or '-'}")
+    if srows:
+        print()
+        print(text_table(shead, srows))
+        print(f"  specialize checks passed in {result['specialize_checks']['passed']} of {len(spec)} run(s)")
+    for l in result["load"]:
+        print(f"load ({l['when']}): {l['uptime']}")
+
+
 # ----------------------------------------------------------------------- markdown
 
 def cmd_markdown(args):
@@ -1061,6 +1580,30 @@ def main():
     p.add_argument("--meta", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_servicing_report)
+    p = sub.add_parser("sysprep-check")
+    p.add_argument("root")
+    p.add_argument("--before")
+    p.add_argument("--step", required=True)
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--fsck")
+    p.add_argument("--expect", action="store_true")
+    p.set_defaults(fn=cmd_sysprep_check)
+    p = sub.add_parser("specialize-check")
+    p.add_argument("root")
+    p.add_argument("--step", required=True)
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--hostname", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--hash", required=True)
+    p.add_argument("--pubkey", required=True)
+    p.add_argument("--timezone", required=True)
+    p.add_argument("--binary", required=True)
+    p.set_defaults(fn=cmd_specialize_check)
+    p = sub.add_parser("sysprep-report")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_sysprep_report)
     p = sub.add_parser("randfile")
     p.add_argument("seed", type=int)
     p.add_argument("size", type=int)
