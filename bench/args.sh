@@ -5,7 +5,7 @@
 # is needed). A script with options of its own defines bench_extra_arg: it
 # gets the remaining arguments, handles the first one if it is its own
 # (setting BENCH_SHIFT to how many it used) and returns 0, else returns 1.
-# Sets RUNS, MODE (full or quick) and ARGS.
+# Sets RUNS, MODE (full or quick) and ARGS. Defines bench_report KIND.
 RUNS=3
 MODE=full
 ARGS="$*"
@@ -31,3 +31,17 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "$NAME: needs root ($NEEDS); run: sudo $0 $ARGS" >&2
   exit 2
 fi
+
+# bench_report KIND: bench.py KIND-report over $RAW and $META, into
+# $CACHE/KIND-quick.json for --quick, else bench/results/KIND-$STAMP.json;
+# sets OUT. Uses the script's HERE, CACHE, STAMP, RAW, META, LOGDIR and say.
+bench_report() {
+  if [ "$MODE" = quick ]; then
+    OUT=$CACHE/$1-quick.json
+  else
+    mkdir -p "$HERE/results"
+    OUT=$HERE/results/$1-$STAMP.json
+  fi
+  python3 "$HERE/bench.py" "$1-report" --raw "$RAW" --meta "$META" --out "$OUT"
+  say "wrote $OUT; raw logs: $LOGDIR"
+}

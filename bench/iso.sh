@@ -188,14 +188,7 @@ done
 json_load end
 
 # ---------------------------------------------------------------- 5. report
-if [ "$MODE" = quick ]; then
-  OUT=$CACHE/iso-quick.json
-else
-  mkdir -p "$HERE/results"
-  OUT=$HERE/results/iso-$STAMP.json
-fi
-python3 "$HERE/bench.py" iso-report --raw "$RAW" --meta "$META" --out "$OUT"
-say "wrote $OUT; raw logs: $LOGDIR"
+bench_report iso
 if [ "$SLIPWAY_OK" -ne 1 ]; then
   say "slipway iso build failed (see $LOGDIR/r*-slipway.log)"
   exit 1

@@ -340,11 +340,4 @@ done
 json_load end
 
 # ---------------------------------------------------------------- 5. report
-if [ "$MODE" = quick ]; then
-  OUT=$CACHE/servicing-quick.json
-else
-  mkdir -p "$HERE/results"
-  OUT=$HERE/results/servicing-$STAMP.json
-fi
-python3 "$HERE/bench.py" servicing-report --raw "$RAW" --meta "$META" --out "$OUT"
-say "wrote $OUT; raw logs: $LOGDIR"
+bench_report servicing

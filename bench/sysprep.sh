@@ -483,11 +483,4 @@ rm -f "$COPY"
 json_load end
 
 # ---------------------------------------------------------------- 6. report
-if [ "$MODE" = quick ]; then
-  OUT=$CACHE/sysprep-quick.json
-else
-  mkdir -p "$HERE/results"
-  OUT=$HERE/results/sysprep-$STAMP.json
-fi
-python3 "$HERE/bench.py" sysprep-report --raw "$RAW" --meta "$META" --out "$OUT"
-say "wrote $OUT; raw logs: $LOGDIR"
+bench_report sysprep

@@ -34,11 +34,9 @@ cp -a "$base" "$dest/new"
 new="$dest/new"
 # This machine's sources, so the chroot sees the same mirror and the
 # security archive.
-rm -f "$new/etc/apt/sources.list"
-mkdir -p "$new/etc/apt/sources.list.d"
-cp /etc/apt/sources.list.d/*.sources "$new/etc/apt/sources.list.d/" 2>/dev/null || true
-[ -f /etc/apt/sources.list ] && grep -v '^#' /etc/apt/sources.list > "$new/etc/apt/sources.list" || true
-cp /etc/resolv.conf "$new/etc/resolv.conf"
+# shellcheck source=scripts/host-apt-sources.sh
+. "$here/host-apt-sources.sh"
+use_host_apt_sources "$new"
 mount -t proc proc "$new/proc"
 trap 'umount "$new/proc" 2>/dev/null || true' EXIT
 {

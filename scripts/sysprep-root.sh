@@ -21,11 +21,9 @@ mkdir -p "$(dirname "$dest")"
 cp -a "$base" "$dest"
 saved_sources=$(mktemp -d)
 cp -a "$dest/etc/apt/." "$saved_sources/"
-rm -f "$dest/etc/apt/sources.list"
-mkdir -p "$dest/etc/apt/sources.list.d"
-cp /etc/apt/sources.list.d/*.sources "$dest/etc/apt/sources.list.d/" 2>/dev/null || true
-[ -f /etc/apt/sources.list ] && grep -v '^#' /etc/apt/sources.list > "$dest/etc/apt/sources.list" || true
-cp /etc/resolv.conf "$dest/etc/resolv.conf"
+# shellcheck source=scripts/host-apt-sources.sh
+. "$here/host-apt-sources.sh"
+use_host_apt_sources "$dest"
 mount -t proc proc "$dest/proc"
 trap 'umount "$dest/proc" 2>/dev/null || true' EXIT
 echo "sysprep-root: installing systemd, openssh-server, sudo and linux-image-amd64 into $dest" >&2
