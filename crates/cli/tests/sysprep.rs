@@ -247,13 +247,13 @@ fn debian_root_generalized_specialized_twice_and_booted() {
     let initrd = glob_one(&a.join("boot"), "initrd.img-");
     let port = free_port();
     let fwd = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22");
-    let boot = |name: &str| {
+    let boot_disk = |name: &str, disk: &Path| {
         Vm::start(
             t.path(),
             name,
             Firmware::Bios,
             Medium::WritableVirtio,
-            &disk,
+            disk,
             &[
                 "-kernel",
                 kernel.to_str().unwrap(),
@@ -268,6 +268,7 @@ fn debian_root_generalized_specialized_twice_and_booted() {
             ],
         )
     };
+    let boot = |name: &str| boot_disk(name, &disk);
     let limit = Duration::from_secs(240);
     let mut vm = boot("first");
     vm.wait_serial("Linux version", limit);
@@ -301,6 +302,32 @@ fn debian_root_generalized_specialized_twice_and_booted() {
     let o = Command::new("debugfs").args(["-R", "cat /var/lib/slipway/firstboot/done"]).arg(&disk).output().unwrap();
     let done = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(done["status"], "ok");
+
+    // The generalized master itself, never specialized: systemd sees a
+    // first boot (machine-id `uninitialized`) and makes a new ID, and
+    // slipway-ssh-hostkeys.service makes new host keys before sshd starts.
+    let mdisk = t.path().join("master.ext4");
+    let st = Command::new("truncate").args(["-s", "2G"]).arg(&mdisk).status().unwrap();
+    assert!(st.success());
+    let o = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "root", "-d"]).arg(&master).arg(&mdisk).output().unwrap();
+    assert!(o.status.success(), "mkfs.ext4 -d: {}", String::from_utf8_lossy(&o.stderr));
+    let mut vm = boot_disk("master", &mdisk);
+    vm.wait_serial(" login:", limit);
+    let serial3 = vm.serial();
+    assert!(serial3.contains("slipway-ssh-hostkeys.service"), "the host key unit ran:\n{serial3}");
+    assert!(serial3.contains("ssh.service"), "sshd started:\n{serial3}");
+    shutdown(vm);
+    let cat = |path: &str| {
+        let o = Command::new("debugfs").args(["-R", &format!("cat {path}")]).arg(&mdisk).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let new_id = cat("/etc/machine-id");
+    assert!(
+        new_id.trim().len() == 32 && new_id != old_id && new_id != ida && new_id != idb,
+        "first boot made a new machine-id: {new_id:?}"
+    );
+    let new_key = cat("/etc/ssh/ssh_host_ed25519_key.pub");
+    assert!(new_key.starts_with("ssh-ed25519 ") && new_key != old_key, "new host keys: {new_key:?}");
 }
 
 fn glob_one(dir: &Path, prefix: &str) -> PathBuf {
