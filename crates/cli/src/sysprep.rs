@@ -1,11 +1,11 @@
 //! generalize, specialize, answer check/new/export/schema and firstboot.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::json;
 use slipway_sysprep::answer::{self, Facts};
+use slipway_sysprep::rootdir::{Perm, RootDir};
 use slipway_sysprep::{firstboot, generalize, specialize};
 
 use crate::args::{AnswerCmd, FactArgs, FirstbootArgs, GeneralizeArgs, Global, SpecializeArgs};
@@ -158,7 +158,7 @@ pub fn answer(g: &Global, c: AnswerCmd) -> anyhow::Result<i32> {
             let mut problems = match answer::load(&a.file) {
                 Ok(ans) => {
                     if let Some(root) = &a.root {
-                        let r = slipway_sysprep::rootdir::RootDir::open(root)?;
+                        let r = RootDir::open(root)?;
                         answer::check::check(&ans, &r)
                     } else if let Some(img) = &a.image {
                         let mut store = crate::commands::open(g)?;
@@ -270,27 +270,16 @@ pub fn answer(g: &Global, c: AnswerCmd) -> anyhow::Result<i32> {
     }
 }
 
-/// Writes a file that may hold password hashes: mode 0600, atomically.
+/// Writes a file that may hold password hashes: mode 0600, owned by the
+/// caller, atomically (the same staged write specialize uses in a root).
 fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(data).with_context(|| format!("writing {}", path.display()))?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
-
-fn tempfile_in(dir: &Path) -> anyhow::Result<(std::path::PathBuf, std::fs::File)> {
-    let p = dir.join(format!(".slipway-new-{}", std::process::id()));
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&p)
-        .with_context(|| format!("creating {}", p.display()))?;
-    Ok((p, f))
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: give a file name in UTF-8", path.display()))?;
+    let me = Perm { mode: 0o600, uid: rustix::process::geteuid().as_raw(), gid: rustix::process::getegid().as_raw() };
+    RootDir::open(dir)?.write(name, data, me)
 }
 
 pub fn firstboot(a: FirstbootArgs) -> anyhow::Result<i32> {

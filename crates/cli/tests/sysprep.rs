@@ -488,6 +488,12 @@ fn answer_new_writes_valid_files() {
         .args(["--timezone", "Europe/Berlin"]));
     let text = read(&f);
     assert!(text.contains("web-{serial}") && text.contains("Europe/Berlin"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "an answer file may hold a password hash");
+    // Setting flags without --non-interactive are refused, not ignored.
+    let o = sw().args(["answer", "new", "--user", "ops"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--non-interactive"));
     ok(sw().args(["answer", "check"]).arg(&f));
     // A plain password is refused by name.
     let o = sw()

@@ -424,7 +424,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 None => None,
             };
             let attempts = if d.on_failure == OnFailure::Retry { 3 } else { 1 };
-            run_with_retries(&opts.root, &argv, None, &BTreeMap::new(), stdin, d.timeout, attempts, log, "domain-join")
+            run_with_retries(&opts.root, &argv, &BTreeMap::new(), stdin, d.timeout, attempts, log, "domain-join")
         });
     }
     for c in plan.commands.iter().filter(|c| c.when == When::Once) {
@@ -582,14 +582,13 @@ fn command(root: &RootDir, root_path: &Path, c: &CommandStep, log: &mut Log) -> 
     }
     let argv = if let Some(sh) = &c.shell { vec!["/bin/sh".into(), "-c".into(), sh.clone()] } else { c.run.clone() };
     let attempts = if c.on_failure == OnFailure::Retry { c.retries.max(1) } else { 1 };
-    run_with_retries(root_path, &argv, None, &env, None, c.timeout, attempts, log, &c.name)
+    run_with_retries(root_path, &argv, &env, None, c.timeout, attempts, log, &c.name)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_with_retries(
     root_path: &Path,
     argv: &[String],
-    cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
     stdin: Option<String>,
     timeout: u32,
@@ -599,7 +598,7 @@ fn run_with_retries(
 ) -> Result<String> {
     let mut last = None;
     for attempt in 1..=attempts {
-        match run_once(root_path, argv, cwd, env, stdin.as_deref(), timeout, log, name) {
+        match run_once(root_path, argv, env, stdin.as_deref(), timeout, log, name) {
             Ok(d) => return Ok(if attempt > 1 { format!("{d}, attempt {attempt}") } else { d }),
             Err(e) => {
                 if attempt < attempts {
@@ -617,7 +616,6 @@ fn run_with_retries(
 fn run_once(
     root_path: &Path,
     argv: &[String],
-    cwd: Option<&Path>,
     env: &BTreeMap<String, String>,
     stdin: Option<&str>,
     timeout: u32,
@@ -633,7 +631,7 @@ fn run_once(
         .stderr(Stdio::from(out_file.try_clone()?))
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .process_group(0);
-    c.current_dir(cwd.unwrap_or(Path::new("/")));
+    c.current_dir("/");
     let t = Instant::now();
     let mut child = c.spawn().with_context(|| format!("starting {prog}"))?;
     if let (Some(s), Some(mut i)) = (stdin, child.stdin.take()) {

@@ -430,6 +430,25 @@ mod tests {
     }
 
     #[test]
+    fn append_refuses_a_symlinked_log() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::create_dir_all(t.path().join("var/log")).unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("var/log/x.log")).unwrap();
+        let r = RootDir::open(t.path()).unwrap();
+        assert!(r.open_append("var/log/x.log", Perm::root(0o640)).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        use std::io::Write;
+        let mut f = r.open_append("var/log/new/y.log", Perm::root(0o640)).unwrap();
+        f.write_all(b"one\n").unwrap();
+        let mut f = r.open_append("var/log/new/y.log", Perm::root(0o640)).unwrap();
+        f.write_all(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(t.path().join("var/log/new/y.log")).unwrap(), "one\ntwo\n");
+    }
+
+    #[test]
     fn remove_does_not_descend_through_symlinks() {
         let t = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@
 //! image, as the image's own programs would see them (`/bin -> usr/bin`), and
 //! never out of it.
 
+use crate::specialize::network::Stack;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
@@ -134,36 +135,29 @@ fn read_resolved(view: &dyn RootView, path: &str) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// `usr/sbin/x` and `sbin/x`: both spellings, for roots with and without
-/// merged /usr.
-fn both(path: &str) -> [String; 2] {
-    match path.strip_prefix("usr/") {
-        Some(rest) => [path.to_string(), rest.to_string()],
-        None => [path.to_string(), format!("usr/{path}")],
-    }
-}
-
-fn exists_either(view: &dyn RootView, path: &str) -> Result<bool> {
-    let [a, b] = both(path);
-    Ok(kind_of(view, &a)? != Kind::Absent || kind_of(view, &b)? != Kind::Absent)
-}
-
-/// The network stack `renderer = "auto"` uses in this image: NetworkManager
-/// if `usr/sbin/NetworkManager` exists, else ifupdown if `sbin/ifup` exists,
-/// else systemd-networkd if `lib/systemd/systemd-networkd` exists (each
-/// under either spelling of a merged /usr); `None` when there is none. The
-/// same rule as `specialize::network`.
+/// The network stack `renderer = "auto"` uses in this image: the rule of
+/// `specialize::network::detect` ([`Stack::DETECT_ORDER`] and each stack's
+/// programs), read through a [`RootView`].
 pub fn detect_renderer(view: &dyn RootView) -> Result<Option<Renderer>> {
-    if exists_either(view, "usr/sbin/NetworkManager")? {
-        return Ok(Some(Renderer::NetworkManager));
-    }
-    if exists_either(view, "sbin/ifup")? {
-        return Ok(Some(Renderer::Ifupdown));
-    }
-    if exists_either(view, "lib/systemd/systemd-networkd")? {
-        return Ok(Some(Renderer::Networkd));
+    for s in Stack::DETECT_ORDER {
+        if any_present(view, s.programs())? {
+            return Ok(Some(match s {
+                Stack::NetworkManager => Renderer::NetworkManager,
+                Stack::Ifupdown => Renderer::Ifupdown,
+                _ => Renderer::Networkd,
+            }));
+        }
     }
     Ok(None)
+}
+
+fn any_present(view: &dyn RootView, paths: &[&str]) -> Result<bool> {
+    for p in paths {
+        if kind_of(view, p)? != Kind::Absent {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Users and groups of the image, from etc/passwd and etc/group.
@@ -351,12 +345,14 @@ fn check_into(a: &Answer, view: &dyn RootView, out: &mut Vec<Problem>) -> Result
             }
         }
         explicit => {
-            let (path, package) = match explicit {
-                Renderer::NetworkManager => ("usr/sbin/NetworkManager", "network-manager"),
-                Renderer::Ifupdown => ("sbin/ifup", "ifupdown"),
-                _ => ("lib/systemd/systemd-networkd", "systemd (systemd-networkd)"),
+            let stack = Stack::of(explicit).expect("auto and none are handled above");
+            let path = stack.programs()[0];
+            let package = match stack {
+                Stack::NetworkManager => "network-manager",
+                Stack::Ifupdown => "ifupdown",
+                _ => "systemd (systemd-networkd)",
             };
-            if !exists_either(view, path)? {
+            if !any_present(view, stack.programs())? {
                 p(
                     "network.renderer".into(),
                     format!("renderer {} asked for, but the image has no /{path}", renderer_name(explicit)),

@@ -36,11 +36,6 @@ impl SecretRef {
         }
     }
 
-    /// Whether the secret can only be read on the machine at first boot.
-    pub fn at_first_boot(&self) -> bool {
-        matches!(self, SecretRef::Credential(_))
-    }
-
     /// Reads the secret now (file and env references). A credential is read
     /// from `$CREDENTIALS_DIRECTORY`, as on the machine at first boot.
     pub fn resolve(&self) -> Result<Secret> {

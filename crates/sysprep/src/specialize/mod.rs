@@ -96,8 +96,9 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
         hashes.push(match &u.password_hash {
             None => None,
             Some(HashOrRef::Hash(h)) => Some(h.clone()),
-            Some(HashOrRef::Secret(r)) if r.at_first_boot() => {
-                plan.passwords.push(firstboot::PasswordStep { user: u.name.clone(), secret: source_for(r) });
+            Some(HashOrRef::Secret(SecretRef::Credential(c))) => {
+                let secret = SecretSource::Credential(c.clone());
+                plan.passwords.push(firstboot::PasswordStep { user: u.name.clone(), secret });
                 None
             }
             Some(HashOrRef::Secret(r)) => {
@@ -114,8 +115,9 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
     }
     let mut stored: BTreeMap<String, String> = BTreeMap::new();
     let mut stash = |key: String, r: &SecretRef| -> Result<SecretSource> {
-        if r.at_first_boot() {
-            return Ok(source_for(r));
+        // Credentials are read on the machine; the others now, and stored.
+        if let SecretRef::Credential(c) = r {
+            return Ok(SecretSource::Credential(c.clone()));
         }
         let s = r.resolve().with_context(|| key.clone())?;
         stored.insert(key.clone(), s.expose().to_string());
@@ -300,14 +302,6 @@ pub fn specialize(root_path: &Path, answer: &Answer, opts: &Options) -> Result<R
     Ok(report)
 }
 
-fn source_for(r: &SecretRef) -> SecretSource {
-    match r {
-        SecretRef::Credential(c) => SecretSource::Credential(c.clone()),
-        // Only credentials are read at first boot; others are stored.
-        SecretRef::File(_) | SecretRef::Env(_) => unreachable!("only credentials are read at first boot"),
-    }
-}
-
 fn write(root: &RootDir, written: &mut Vec<String>, rel: &str, data: &[u8], perm: Perm) -> Result<()> {
     root.write_keeping(rel, data, perm)?;
     written.push(format!("/{rel}"));
@@ -461,10 +455,8 @@ fn install_firstboot(
         root.symlink(link, target)?;
         report.written.push(format!("/{link}"));
     }
-    if !units.remove.is_empty() {
-        for r in &units.remove {
-            root.remove(r)?;
-        }
+    for r in &units.remove {
+        root.remove(r)?;
     }
     Ok(())
 }

@@ -57,9 +57,22 @@ impl Stack {
         }
     }
 
+    /// The stacks in the order `renderer = "auto"` tries them.
+    pub const DETECT_ORDER: [Stack; 3] = [Stack::NetworkManager, Stack::Ifupdown, Stack::Networkd];
+
+    /// The stack an explicit renderer names (`None` for auto and none).
+    pub fn of(renderer: Renderer) -> Option<Stack> {
+        match renderer {
+            Renderer::Networkd => Some(Stack::Networkd),
+            Renderer::NetworkManager => Some(Stack::NetworkManager),
+            Renderer::Ifupdown => Some(Stack::Ifupdown),
+            Renderer::Auto | Renderer::None => None,
+        }
+    }
+
     /// Files that show the stack is installed (merged-/usr and classic
-    /// spellings).
-    fn programs(self) -> &'static [&'static str] {
+    /// spellings); the first is the one to name in messages.
+    pub fn programs(self) -> &'static [&'static str] {
         match self {
             Stack::Networkd => &["usr/lib/systemd/systemd-networkd", "lib/systemd/systemd-networkd"],
             Stack::NetworkManager => &["usr/sbin/NetworkManager", "sbin/NetworkManager"],
@@ -87,7 +100,7 @@ fn present(root: &RootDir, rels: &[&str]) -> Result<bool> {
 /// The stack the root uses: NetworkManager, then ifupdown, then
 /// systemd-networkd; `None` when it has none of them.
 pub fn detect(root: &RootDir) -> Result<Option<Stack>> {
-    for s in [Stack::NetworkManager, Stack::Ifupdown, Stack::Networkd] {
+    for s in Stack::DETECT_ORDER {
         if present(root, s.programs())? {
             return Ok(Some(s));
         }
@@ -110,9 +123,7 @@ pub fn choose(root: &RootDir, renderer: Renderer) -> Result<Option<Stack>> {
                 ),
             };
         }
-        Renderer::Networkd => Stack::Networkd,
-        Renderer::NetworkManager => Stack::NetworkManager,
-        Renderer::Ifupdown => Stack::Ifupdown,
+        explicit => Stack::of(explicit).expect("auto and none are handled above"),
     };
     if !present(root, want.programs())? {
         bail!(
