@@ -5,7 +5,8 @@
 # is needed). A script with options of its own defines bench_extra_arg: it
 # gets the remaining arguments, handles the first one if it is its own
 # (setting BENCH_SHIFT to how many it used) and returns 0, else returns 1.
-# Sets RUNS, MODE (full or quick) and ARGS. Defines bench_report KIND.
+# Sets RUNS, MODE (full or quick) and ARGS. Defines bench_paths, bench_unmount,
+# bench_scratch and bench_report.
 RUNS=3
 MODE=full
 ARGS="$*"
@@ -44,4 +45,45 @@ bench_report() {
   fi
   python3 "$HERE/bench.py" "$1-report" --raw "$RAW" --meta "$META" --out "$OUT"
   say "wrote $OUT; raw logs: $LOGDIR"
+}
+
+# bench_paths KIND: the cache, scratch and log paths of one run (KIND "" for
+# bench/run.sh's historical names): CACHE, MNT, IMG, STAMP, LOGDIR, RAW,
+# META, TIMEF; makes LOGDIR and an empty RAW.
+bench_paths() {
+  local p=${1:+$1-}
+  CACHE=$REPO/target/bench-cache
+  MNT=$CACHE/${p}mnt
+  IMG=$CACHE/${p}scratch-ext4.img
+  STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+  LOGDIR=$CACHE/logs/${p}$STAMP
+  RAW=$LOGDIR/raw.jsonl
+  META=$LOGDIR/meta.json
+  TIMEF=$LOGDIR/time.out
+  mkdir -p "$CACHE/roots" "$LOGDIR"
+  : >"$RAW"
+}
+
+# bench_unmount DIR: unmounts DIR if it is a mount point (a second try after
+# 2 s, then a message).
+bench_unmount() {
+  if mountpoint -q "$1" 2>/dev/null; then
+    umount "$1" || { sleep 2; umount "$1"; } || say "could not unmount $1"
+  fi
+}
+
+# bench_scratch SIZE: a fresh journaled ext4 in a sparse IMG of SIZE,
+# loop-mounted at MNT (the bench machine's root filesystem has no journal);
+# unmounted and deleted on exit. Sets O=$MNT.
+bench_scratch() {
+  trap 'cd /; bench_unmount "$MNT"; rm -f "$IMG"' EXIT
+  trap 'exit 130' INT TERM
+  bench_unmount "$MNT" # left by a killed run
+  rm -f "$IMG"
+  truncate -s "$1" "$IMG"
+  mkfs.ext4 -q -F "$IMG"
+  mkdir -p "$MNT"
+  mount -o loop "$IMG" "$MNT"
+  dumpe2fs -h "$IMG" 2>/dev/null | grep -q has_journal || { say "scratch ext4 has no journal?"; exit 1; }
+  O=$MNT
 }

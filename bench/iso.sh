@@ -39,16 +39,7 @@ USAGE_LINES=2,10p
 NEEDS="loop-mounted scratch filesystem, debootstrap"
 source "$HERE/args.sh" "$@"
 
-CACHE=$REPO/target/bench-cache
-MNT=$CACHE/iso-mnt
-IMG=$CACHE/iso-scratch-ext4.img
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-LOGDIR=$CACHE/logs/iso-$STAMP
-RAW=$LOGDIR/raw.jsonl
-META=$LOGDIR/meta.json
-TIMEF=$LOGDIR/time.out
-mkdir -p "$CACHE/roots" "$LOGDIR"
-: >"$RAW"
+bench_paths iso
 say() { printf 'bench-iso: %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- 1. tools and build
@@ -73,23 +64,7 @@ rootentries=$(find "$ROOT" -mindepth 1 | wc -l)
 say "root: $ROOT ($rootf bytes in $rootn regular files, $rootentries entries)"
 
 # ---------------------------------------------------------------- 3. scratch filesystem
-cleanup() {
-  cd /
-  if mountpoint -q "$MNT" 2>/dev/null; then
-    umount "$MNT" || { sleep 2; umount "$MNT"; } || say "could not unmount $MNT"
-  fi
-  rm -f "$IMG"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if mountpoint -q "$MNT" 2>/dev/null; then umount "$MNT"; fi # left by a killed run
-rm -f "$IMG"
-truncate -s 4G "$IMG"
-mkfs.ext4 -q -F "$IMG"
-mkdir -p "$MNT"
-mount -o loop "$IMG" "$MNT"
-dumpe2fs -h "$IMG" 2>/dev/null | grep -q has_journal || { say "scratch ext4 has no journal?"; exit 1; }
-O=$MNT
+bench_scratch 4G
 say "scratch filesystem: journaled ext4, $IMG on $MNT"
 
 # ---------------------------------------------------------------- helpers

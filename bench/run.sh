@@ -56,16 +56,7 @@ USAGE_LINES=2,10p
 NEEDS="loop-mounted scratch filesystem, debootstrap, owners on apply"
 source "$HERE/args.sh" "$@"
 
-CACHE=$REPO/target/bench-cache
-MNT=$CACHE/mnt
-IMG=$CACHE/scratch-ext4.img
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-LOGDIR=$CACHE/logs/$STAMP
-RAW=$LOGDIR/raw.jsonl
-META=$LOGDIR/meta.json
-TIMEF=$LOGDIR/time.out
-mkdir -p "$CACHE/roots" "$LOGDIR"
-: >"$RAW"
+bench_paths ""
 say() { printf 'bench: %s\n' "$*" >&2; }
 # measure PATH... -> "FILE_BYTES ALLOC_BYTES FILES" (regular files, each inode once)
 measure() { python3 "$HERE/bench.py" size "$@"; }
@@ -147,23 +138,7 @@ say "2 GB tree: $TREE2G: $t2f bytes of regular-file data ($(awk -v b="$t2f" 'BEG
 [ "$t2f" -ge "$TREE2G_MIN" ] || { say "2 GB tree holds only $t2f bytes (< $TREE2G_MIN); delete $TREE2G.complete and rerun"; exit 1; }
 
 # ---------------------------------------------------------------- 3. scratch filesystem
-cleanup() {
-  cd /
-  if mountpoint -q "$MNT" 2>/dev/null; then
-    umount "$MNT" || { sleep 2; umount "$MNT"; } || say "could not unmount $MNT"
-  fi
-  rm -f "$IMG"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if mountpoint -q "$MNT" 2>/dev/null; then umount "$MNT"; fi # left by a killed run
-rm -f "$IMG"
-truncate -s 20G "$IMG"
-mkfs.ext4 -q -F "$IMG"
-mkdir -p "$MNT"
-mount -o loop "$IMG" "$MNT"
-dumpe2fs -h "$IMG" 2>/dev/null | grep -q has_journal || { say "scratch ext4 has no journal?"; exit 1; }
-O=$MNT
+bench_scratch 20G
 say "scratch filesystem: journaled ext4, $IMG on $MNT"
 
 # ---------------------------------------------------------------- helpers

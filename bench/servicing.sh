@@ -73,16 +73,7 @@ bench_extra_arg() {
 source "$HERE/args.sh" "$@"
 [[ $EXTRA =~ ^[a-z0-9.+-]+(,[a-z0-9.+-]+)*$ ]] || { echo "bench/servicing.sh: --extra needs Debian package names separated by commas" >&2; exit 2; }
 
-CACHE=$REPO/target/bench-cache
-MNT=$CACHE/servicing-mnt
-IMG=$CACHE/servicing-scratch-ext4.img
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-LOGDIR=$CACHE/logs/servicing-$STAMP
-RAW=$LOGDIR/raw.jsonl
-META=$LOGDIR/meta.json
-TIMEF=$LOGDIR/time.out
-mkdir -p "$CACHE/roots" "$LOGDIR"
-: >"$RAW"
+bench_paths servicing
 say() { printf 'bench-servicing: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -113,23 +104,7 @@ read -r oldf olda oldn < <(python3 "$HERE/bench.py" size "$OLD")
 read -r newf newa newn < <(python3 "$HERE/bench.py" size "$NEW")
 
 # ---------------------------------------------------------------- 3. scratch filesystem
-cleanup() {
-  cd /
-  if mountpoint -q "$MNT" 2>/dev/null; then
-    umount "$MNT" || { sleep 2; umount "$MNT"; } || say "could not unmount $MNT"
-  fi
-  rm -f "$IMG"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if mountpoint -q "$MNT" 2>/dev/null; then umount "$MNT"; fi # left by a killed run
-rm -f "$IMG"
-truncate -s 8G "$IMG"
-mkfs.ext4 -q -F "$IMG"
-mkdir -p "$MNT"
-mount -o loop "$IMG" "$MNT"
-dumpe2fs -h "$IMG" 2>/dev/null | grep -q has_journal || die "scratch ext4 has no journal?"
-O=$MNT
+bench_scratch 8G
 say "scratch filesystem: journaled ext4, $IMG on $MNT"
 
 # ---------------------------------------------------------------- helpers

@@ -64,17 +64,8 @@ USAGE_LINES=2,9p
 NEEDS="loop devices, mounts, mount namespaces, owners"
 source "$HERE/args.sh" "$@"
 
-CACHE=$REPO/target/bench-cache
-MNT=$CACHE/sysprep-mnt
-IMG=$CACHE/sysprep-scratch-ext4.img
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-LOGDIR=$CACHE/logs/sysprep-$STAMP
-RAW=$LOGDIR/raw.jsonl
-META=$LOGDIR/meta.json
-TIMEF=$LOGDIR/time.out
+bench_paths sysprep
 IMG_SIZE=2G
-mkdir -p "$LOGDIR"
-: >"$RAW"
 say() { printf 'bench-sysprep: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -128,17 +119,13 @@ cleanup() {
   local m d
   cd /
   for m in "$CHK" "$M"; do
-    if mountpoint -q "$m" 2>/dev/null; then
-      umount "$m" || { sleep 2; umount "$m"; } || say "could not unmount $m"
-    fi
+    bench_unmount "$m"
     rmdir "$m" 2>/dev/null || true
   done
   for d in "${LOOPS[@]}"; do
     [ "$d" = "$SCRATCH_DEV" ] || losetup -d "$d" 2>/dev/null || say "could not detach $d"
   done
-  if mountpoint -q "$MNT" 2>/dev/null; then
-    umount "$MNT" || { sleep 2; umount "$MNT"; } || say "could not unmount $MNT"
-  fi
+  bench_unmount "$MNT"
   if [ -n "$SCRATCH_DEV" ]; then losetup -d "$SCRATCH_DEV" 2>/dev/null || say "could not detach $SCRATCH_DEV"; fi
   rm -f "$IMG"
   if $MODDIR_MADE; then rmdir /usr/lib/modules 2>/dev/null || say "could not remove /usr/lib/modules"; fi
