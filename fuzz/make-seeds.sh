@@ -33,6 +33,7 @@ echo again >>"$src/sub/b.txt"
 
 # Regenerate the store-format seeds; the iso_read seeds (hand-made ISO
 # images, see fuzz/fuzz_targets/iso_read.rs) and the answer_parse seeds
-# (hand-written answer files) stay.
-find "$fuzz_dir/seeds" -mindepth 1 -maxdepth 1 -type d ! -name iso_read ! -name answer_parse -exec rm -rf {} +
+# (hand-written answer files) and the rule_parse seeds (hand-written
+# collection rules) stay.
+find "$fuzz_dir/seeds" -mindepth 1 -maxdepth 1 -type d ! -name iso_read ! -name answer_parse ! -name rule_parse -exec rm -rf {} +
 (cd "$fuzz_dir" && cargo run --quiet --features make-seeds --bin make_seeds -- "$fuzz_dir/seeds" "$scratch/store")

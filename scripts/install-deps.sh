@@ -17,6 +17,9 @@ PKGS=(
   debian-installer-12-netboot-amd64          # kernel + initrd the boot fixture starts
   ipxe memtest86+ grub-rescue-pc             # vendor ISOs for the `iso edit` tests
   openssh-client passwd                      # ssh-keygen/ssh-keyscan, pwck/grpck: sysprep tests
+  postgresql curl                            # the server's PostgreSQL tests (started on loopback by the tests)
+  chromium                                   # headless checks of the web console
+  nginx                                      # bench/server.sh serves the same bytes with it
   python3-yaml python3-jsonschema python3-jinja2 python3-configobj python3-requests python3-netifaces python3-jsonpatch python3-oauthlib python3-serial   # cloud-init (unpacked, not installed) for scripts/cloud-init-schema.sh
 )
 

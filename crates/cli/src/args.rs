@@ -199,6 +199,48 @@ slipway generalize /srv/master --ops defaults,-logfiles\n  slipway generalize --
     /// all done, 1 a step failed and the run went on, 2 a step failed and
     /// stopped the run, 3 the run could not start (no readable plan).
     Firstboot(FirstbootArgs),
+    /// Run the deployment server (API, web console, content)
+    ///
+    /// Machines enroll and report inventory, collections choose them by
+    /// rules, deployments put image versions from the store on them, and
+    /// every machine's state and events are kept in the database (SQLite
+    /// in STORE.server/ by default, or PostgreSQL with --db). TLS by
+    /// default, with a self-signed certificate made on first start. The
+    /// console is at https://ADDR/console/, the OpenAPI document at
+    /// /v1/openapi.json.
+    #[command(after_help = "Example:\n  slipway server token new --name me       # the first admin token\n  \
+slipway serve --listen 0.0.0.0:8443\n  slipway server token new --enrollment --name lab --uses 50")]
+    Serve(ServeArgs),
+    /// Server administration that needs no running server (tokens)
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// Run the deployment agent: enroll, report inventory, deploy
+    ///
+    /// Enrolls with the server once (with an enrollment token, or waiting
+    /// for an admin's approval), reports the machine's inventory from /sys
+    /// and /proc, then waits for work. A deployment is fetched into the
+    /// agent's cache (only blobs it lacks, each checked against its id),
+    /// applied to the target directory, specialized with the machine's
+    /// rendered answer file, and every step is reported. State survives
+    /// restarts of the agent and of the server.
+    #[command(after_help = "Example:\n  slipway agent --server https://deploy:8443 --ca server.pem \\\n    \
+--enroll slw_enroll_... --target /mnt/target --fact rack=r12")]
+    Agent(AgentArgs),
+    /// List enrolled machines, show one, approve or reject
+    Machines(MachinesArgs),
+    /// Make and change collections (machines chosen by rules over facts)
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Deploy an image version to a collection
+    ///
+    /// Pins the image version, checks the answer file against it, and
+    /// makes every machine of the collection pending (or incompatible,
+    /// with the reason, when its facts do not meet the image's
+    /// requirements). Agents pick the work up on their next poll.
+    #[command(after_help = "Example:\n  slipway deploy web@3 --to lab --answer answer.toml --max-parallel 10")]
+    Deploy(DeployArgs),
+    /// Show deployments, or one deployment with every machine's state
+    Status(StatusArgs),
     /// Write man pages for every command into a directory
     #[command(hide = true)]
     Man {
@@ -963,4 +1005,251 @@ pub struct FirstbootArgs {
     /// Print JSON (schemas in docs/cli-json.md)
     #[arg(long)]
     pub json: bool,
+}
+
+/// How to reach a running server (admin commands).
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// The server's URL
+    #[arg(long, global = true, env = "SLIPWAY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// An admin token (slw_admin_...; make one with `slipway server token new`)
+    #[arg(long, global = true, env = "SLIPWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The server's certificate to trust (STORE.server/tls/cert.pem for a
+    /// self-signed server)
+    #[arg(long, global = true, env = "SLIPWAY_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Database URL: sqlite:PATH or postgres://USER:PASS@HOST/DB
+    /// [default: SQLite in the data directory]
+    #[arg(long, env = "SLIPWAY_DB", value_name = "URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// The server's own directory: database, TLS files, secrets
+    /// [default: STORE.server]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// TLS certificate chain (PEM) instead of the self-signed one
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (behind a TLS proxy, or on loopback)
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub plain_http: bool,
+    /// Where answer files' `file` secrets are read [default: DATA/secrets]
+    #[arg(long, value_name = "DIR")]
+    pub secrets: Option<PathBuf>,
+    /// Print the startup line as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// Make tokens
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make an admin token (default) or an enrollment token
+    ///
+    /// Writes straight to the server's database, so it works before the
+    /// server first runs. The token is printed once; only its hash is kept.
+    New(TokenNewArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokenNewArgs {
+    /// A name saying who or what uses the token
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+    /// An enrollment token (machines that enroll with it are approved)
+    #[arg(long)]
+    pub enrollment: bool,
+    /// Enrollment token: how many machines may use it
+    #[arg(long, requires = "enrollment")]
+    pub uses: Option<u32>,
+    /// Enrollment token: seconds until it expires
+    #[arg(long, requires = "enrollment", value_name = "SECS")]
+    pub expires: Option<u64>,
+    /// The server's data directory [default: STORE.server]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Database URL, as for `slipway serve`
+    #[arg(long, env = "SLIPWAY_DB", value_name = "URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The server's URL
+    #[arg(long, env = "SLIPWAY_SERVER", value_name = "URL")]
+    pub server: String,
+    /// An enrollment token; without one the machine waits for approval
+    #[arg(long, value_name = "TOKEN")]
+    pub enroll: Option<String>,
+    /// The directory the image is applied to
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// A fact to add to the inventory or override in it; repeatable
+    /// (rack=r12, memory_mb=4096, dmi.serial=X1)
+    #[arg(long = "fact", value_name = "KEY=VALUE")]
+    pub facts: Vec<String>,
+    /// The agent's own directory: credential, event queue, content cache
+    #[arg(long, default_value = "/var/lib/slipway/agent", value_name = "DIR")]
+    pub state: PathBuf,
+    /// The server's certificate to trust
+    #[arg(long, env = "SLIPWAY_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Exit after one deployment ended (status 0 if it succeeded)
+    #[arg(long)]
+    pub once: bool,
+    /// Empty a target that is not empty before writing to it
+    #[arg(long)]
+    pub wipe_target: bool,
+    /// Print the inventory as JSON and exit (nothing is sent)
+    #[arg(long)]
+    pub inventory: bool,
+    /// Read /sys, /proc and /etc under this directory (for tests)
+    #[arg(long, default_value = "/", value_name = "DIR", hide = true)]
+    pub sys_root: PathBuf,
+    /// The slipway binary specialize copies into the target for first boot
+    /// [default: this one]
+    #[arg(long, value_name = "FILE")]
+    pub slipway_binary: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct MachinesArgs {
+    #[command(subcommand)]
+    pub cmd: Option<MachinesCmd>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MachinesCmd {
+    /// One machine: facts, collections, deployments
+    Show {
+        /// Machine id or name
+        machine: String,
+    },
+    /// Every version of a machine's facts, with what changed
+    Facts {
+        /// Machine id or name
+        machine: String,
+    },
+    /// A machine's events (its log)
+    Events {
+        /// Machine id or name
+        machine: String,
+    },
+    /// Let a machine that enrolled without a token receive work
+    Approve {
+        /// Machine id or name
+        machine: String,
+    },
+    /// Refuse a machine; its credential stops working
+    Reject {
+        /// Machine id or name
+        machine: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionCmd {
+    /// List collections
+    List(RemoteArgs),
+    /// Show one collection and its machines
+    Show {
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Make a collection (see docs/rule-language.md for rules)
+    #[command(
+        after_help = "Example:\n  slipway collection new lab --rule 'arch == \"x86_64\" and memory_mb >= 4096 \\\n    \
+and any(nic.mac, \"52:54:00:*\")'"
+    )]
+    New(CollectionArgs),
+    /// Replace a collection's rule and explicit members
+    Set(CollectionArgs),
+    /// Delete a collection no deployment uses
+    Delete {
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CollectionArgs {
+    pub name: String,
+    /// A rule over facts: arch == "x86_64" and memory_mb >= 4096
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// A machine that belongs whatever the rule says (id or name); repeatable
+    #[arg(long = "member", value_name = "MACHINE")]
+    pub members: Vec<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// NAME@VERSION, or NAME for the newest version (pinned now)
+    pub image: String,
+    /// The collection to deploy to
+    #[arg(long, value_name = "COLLECTION")]
+    pub to: String,
+    /// The answer file for specialize (secrets are read on the server)
+    #[arg(long, value_name = "FILE")]
+    pub answer: Option<PathBuf>,
+    /// A name for the deployment [default: IMAGE to COLLECTION]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// No machine starts before this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// No machine starts after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
+    /// At most this many machines at once (0: no limit)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_parallel: u32,
+    /// Firmware the image needs (bios, uefi); repeatable
+    #[arg(long, value_name = "FIRMWARE")]
+    pub firmware: Vec<String>,
+    /// Wait until every machine is in a final state, showing progress
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// A deployment (id or name); without one, every deployment
+    pub deployment: Option<String>,
+    /// Refresh until every machine is in a final state
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }

@@ -72,6 +72,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Specialize(a) => return crate::sysprep::specialize(a),
         Cmd::Answer(c) => return crate::sysprep::answer(&g, c),
         Cmd::Firstboot(a) => return crate::sysprep::firstboot(a),
+        Cmd::Serve(a) => return crate::server::serve(&g, a),
+        Cmd::Server(c) => return crate::server::server(&g, c),
+        Cmd::Agent(a) => return crate::server::agent(a),
+        Cmd::Machines(a) => return crate::server::machines(a),
+        Cmd::Collection(c) => return crate::server::collection(c),
+        Cmd::Deploy(a) => return crate::server::deploy(a),
+        Cmd::Status(a) => return crate::server::status(a),
         Cmd::Images(a) => images(&open(&g)?, a.json)?,
         Cmd::Info(a) => {
             let mut s = open(&g)?;
@@ -393,7 +400,7 @@ pub(crate) fn print_json(v: &serde_json::Value) {
 }
 
 /// --store, else $SLIPWAY_STORE (clap reads it), else the XDG data directory.
-fn store_path(g: &Global) -> anyhow::Result<PathBuf> {
+pub(crate) fn store_path(g: &Global) -> anyhow::Result<PathBuf> {
     if let Some(p) = &g.store {
         return Ok(p.clone());
     }

@@ -6,6 +6,7 @@ mod commands;
 mod human;
 mod iso;
 mod progress;
+mod server;
 mod servicing;
 mod sigpipe;
 mod sysprep;

@@ -1,19 +1,16 @@
 //! Copying an image version to another store: only the blobs the other store
 //! lacks are read, and they are written there as new packs.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::id::BlobId;
-use crate::pack::BlobKind;
+use crate::import::image_blobs;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::record::ImageRecord;
-use crate::store::{BlobReader, ImageVersion, Store};
-use crate::tree::EntryKind;
+use crate::store::{ImageVersion, Store};
 
 /// What an export to a store did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -28,33 +25,6 @@ pub struct ExportReport {
     /// Uncompressed bytes of the blobs copied, and bytes of packs written.
     pub bytes_copied: u64,
     pub pack_bytes_written: u64,
-}
-
-/// Every blob of an image in walk order (trees before what they hold).
-fn blobs_in_order(
-    r: &mut BlobReader<'_>,
-    tree: &BlobId,
-    seen: &mut HashSet<BlobId>,
-    out: &mut Vec<(BlobId, BlobKind)>,
-) -> anyhow::Result<()> {
-    if !seen.insert(*tree) {
-        return Ok(());
-    }
-    out.push((*tree, BlobKind::Tree));
-    for e in r.tree(tree)?.entries {
-        match &e.kind {
-            EntryKind::Dir { tree } => blobs_in_order(r, tree, seen, out)?,
-            EntryKind::File { chunks, .. } => {
-                for c in chunks {
-                    if seen.insert(c.id) {
-                        out.push((c.id, BlobKind::Data));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Copies `img` from `src` into the store at `dest` (created if missing),
@@ -78,9 +48,7 @@ pub fn export_to_store(
     }
     let _lock = dst.lock(&|m| progress.note(m))?;
     let mut r = src.reader();
-    let mut blobs = Vec::new();
-    blobs_in_order(&mut r, &img.record.root.tree, &mut HashSet::new(), &mut blobs)
-        .with_context(|| format!("reading {}", img.label()))?;
+    let blobs = image_blobs(&mut r, &img.record.root.tree).with_context(|| format!("reading {}", img.label()))?;
     let missing: Vec<_> = blobs.iter().filter(|(id, _)| !dst.index().contains(id)).copied().collect();
     let mut rep = ExportReport {
         image: img.label(),

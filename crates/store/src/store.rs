@@ -317,6 +317,53 @@ impl Store {
         Ok(id)
     }
 
+    /// Opens a pack file for reading blob `id` from it.
+    pub fn open_pack(&self, pack_id: &BlobId, id: &BlobId) -> Result<File, ReadError> {
+        let path = self.pack_path(pack_id);
+        File::open(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ReadError::Damaged { id: *id, pack: path, reason: PACK_MISSING.into() },
+            _ => ReadError::Io { pack: path, source },
+        })
+    }
+
+    /// Reads and decompresses the frame at `loc` of an open pack (for blob
+    /// `id`, which the error names).
+    pub fn read_frame(&self, f: &File, pack_id: &BlobId, loc: &Location, id: &BlobId) -> Result<Vec<u8>, ReadError> {
+        let path = self.pack_path(pack_id);
+        let mut buf = vec![0u8; loc.frame_clen as usize];
+        f.read_exact_at(&mut buf, loc.frame_off).map_err(|source| match source.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                ReadError::Damaged { id: *id, pack: path.clone(), reason: "pack is truncated".into() }
+            }
+            _ => ReadError::Io { pack: path.clone(), source },
+        })?;
+        decompress_frame(&buf, loc.frame_ulen).map_err(|e| ReadError::Damaged { id: *id, pack: path, reason: e.0 })
+    }
+
+    /// The blob `id` out of its decompressed frame, after checking its hash.
+    pub fn blob_in_frame<'f>(
+        &self,
+        frame: &'f [u8],
+        pack_id: &BlobId,
+        loc: &Location,
+        id: &BlobId,
+    ) -> Result<&'f [u8], ReadError> {
+        let end = loc.off as usize + loc.len as usize;
+        let data = frame.get(loc.off as usize..end).ok_or_else(|| ReadError::Damaged {
+            id: *id,
+            pack: self.pack_path(pack_id),
+            reason: "the index places it past the end of its frame".into(),
+        })?;
+        if loc.kind.hash(data) != *id {
+            return Err(ReadError::Damaged {
+                id: *id,
+                pack: self.pack_path(pack_id),
+                reason: "content does not match its hash".into(),
+            });
+        }
+        Ok(data)
+    }
+
     /// A reader with its own cache of open packs and decompressed frames.
     pub fn reader(&self) -> BlobReader<'_> {
         BlobReader { store: self, fresh: None, files: HashMap::new(), cache: Vec::new() }
@@ -355,32 +402,14 @@ impl BlobReader<'_> {
             self.cache.insert(0, hit);
             return Ok(f);
         }
-        let path = self.store.pack_path(&pack_id);
         if !self.files.contains_key(&pack_id) {
-            let f = File::open(&path).map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => {
-                    ReadError::Damaged { id: *id, pack: path.clone(), reason: PACK_MISSING.into() }
-                }
-                _ => ReadError::Io { pack: path.clone(), source },
-            })?;
+            let f = self.store.open_pack(&pack_id, id)?;
             if self.files.len() > 64 {
                 self.files.clear();
             }
             self.files.insert(pack_id, f);
         }
-        let f = &self.files[&pack_id];
-        let mut buf = vec![0u8; loc.frame_clen as usize];
-        f.read_exact_at(&mut buf, loc.frame_off).map_err(|source| match source.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                ReadError::Damaged { id: *id, pack: path.clone(), reason: "pack is truncated".into() }
-            }
-            _ => ReadError::Io { pack: path.clone(), source },
-        })?;
-        let frame = decompress_frame(&buf, loc.frame_ulen).map_err(|e| ReadError::Damaged {
-            id: *id,
-            pack: path.clone(),
-            reason: e.0,
-        })?;
+        let frame = self.store.read_frame(&self.files[&pack_id], &pack_id, loc, id)?;
         let frame = Arc::new(frame);
         self.cache.insert(0, (pack_id, loc.frame_off, frame.clone()));
         self.cache.truncate(FRAME_CACHE);
@@ -404,14 +433,7 @@ impl BlobReader<'_> {
                 }
                 Err(e) => return Err(e),
             };
-        let data = &frame[loc.off as usize..(loc.off + loc.len) as usize];
-        if loc.kind.hash(data) != *id {
-            return Err(ReadError::Damaged {
-                id: *id,
-                pack: self.store.pack_path(&pack_id),
-                reason: "content does not match its hash".into(),
-            });
-        }
+        let data = self.store.blob_in_frame(&frame, &pack_id, &loc, id)?;
         Ok(f(data))
     }
 

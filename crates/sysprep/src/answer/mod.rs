@@ -18,7 +18,7 @@ use std::path::Path;
 
 pub use model::*;
 pub use pattern::{Facts, Pattern};
-pub use secret::{Secret, SecretRef};
+pub use secret::{refs_mut as secret_refs_mut, Secret, SecretRef};
 
 /// The answer file format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

@@ -52,6 +52,43 @@ impl Facts {
         Ok(f)
     }
 
+    /// Facts from a deployment inventory document (the agent's report, as
+    /// `slipway_api::Inventory::facts` gives it): `serial` and `uuid` from
+    /// `dmi` unless set at the top, the MACs of `nic`, and every other
+    /// top-level string, number or boolean under its own name (for
+    /// `{fact:NAME}`).
+    pub fn from_document(doc: &serde_json::Value) -> Facts {
+        let mut f = Facts::default();
+        let scalar = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        if let Some(o) = doc.as_object() {
+            for (k, v) in o {
+                if let Some(s) = scalar(v) {
+                    f.set(k, &s);
+                }
+            }
+        }
+        for key in ["serial", "uuid"] {
+            if f.get(key).is_none() {
+                if let Some(s) = doc.get("dmi").and_then(|d| d.get(key)).and_then(scalar) {
+                    f.set(key, &s);
+                }
+            }
+        }
+        if let Some(nics) = doc.get("nic").and_then(|n| n.as_array()) {
+            for n in nics {
+                if let Some(m) = n.get("mac").and_then(|m| m.as_str()) {
+                    f.add_mac(m);
+                }
+            }
+        }
+        f
+    }
+
     /// Sets one fact (`--fact KEY=VALUE`); `mac` also joins the MAC list.
     pub fn set(&mut self, key: &str, value: &str) {
         let key = key.trim().to_ascii_lowercase();
@@ -298,5 +335,28 @@ mod tests {
             let e = Pattern::parse(p).unwrap_err();
             assert!(e.contains(why), "{p}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    #[test]
+    fn facts_from_an_inventory_document() {
+        let doc = serde_json::json!({
+            "arch": "x86_64", "memory_mb": 2048, "rack": "r1",
+            "dmi": {"serial": "S-1", "uuid": "u-1"},
+            "nic": [{"name": "ens3", "mac": "52:54:00:AA:00:01"}, {"name": "ens4", "mac": "52:54:00:aa:00:02"}],
+        });
+        let f = Facts::from_document(&doc);
+        assert_eq!(f.get("serial"), Some("S-1"));
+        assert_eq!(f.get("uuid"), Some("u-1"));
+        assert_eq!(f.get("rack"), Some("r1"));
+        assert_eq!(f.get("memory_mb"), Some("2048"));
+        assert_eq!(f.macs(), ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]);
+        assert_eq!(f.mac(), Some("52:54:00:aa:00:01"));
+        let top = Facts::from_document(&serde_json::json!({"serial": "OVR", "dmi": {"serial": "S-1"}}));
+        assert_eq!(top.get("serial"), Some("OVR"));
     }
 }

@@ -66,6 +66,30 @@ impl SecretRef {
     }
 }
 
+/// Every secret reference in an answer, with its key (`users[0].password_hash`,
+/// `domain.password`, `commands[2].secret_env.TOKEN`), for whoever must
+/// resolve or move them (the deployment server resolves file and env
+/// references at render time; the agent points them at the files it wrote).
+pub fn refs_mut(a: &mut super::Answer) -> Vec<(String, &mut SecretRef)> {
+    let mut out = Vec::new();
+    for (i, u) in a.users.iter_mut().enumerate() {
+        if let Some(super::HashOrRef::Secret(r)) = &mut u.password_hash {
+            out.push((format!("users[{i}].password_hash"), r));
+        }
+    }
+    if let Some(d) = &mut a.domain {
+        if let Some(r) = &mut d.password {
+            out.push(("domain.password".to_string(), r));
+        }
+    }
+    for (i, c) in a.commands.iter_mut().enumerate() {
+        for (k, r) in c.secret_env.iter_mut() {
+            out.push((format!("commands[{i}].secret_env.{k}"), r));
+        }
+    }
+    out
+}
+
 fn trim_newline(s: &mut String) {
     while s.ends_with('\n') || s.ends_with('\r') {
         s.pop();
