@@ -5,7 +5,9 @@
 # the applied copy, capture it as the next version (only what changed is
 # stored), show the difference between the two versions, and build an ISO
 # straight from the newest version (read back by xorriso and bsdtar). A clone
-# of the master is generalized and specialized from an answer file.
+# of the master is generalized and specialized from an answer file, and the
+# generalized master is deployed by a local server (SQLite) to a local agent
+# with a directory target, specialized there from the same answer file.
 #
 # The store is the default one ($SLIPWAY_STORE, else
 # ${XDG_DATA_HOME:-~/.local/share}/slipway/store); it is created if missing.
@@ -88,9 +90,39 @@ slipway generalize "$work/clone" || [ $? -eq 3 ]
 slipway answer new --non-interactive --force -o "$work/answer.toml" --hostname 'web-{serial}' --user admin \
   --password-hash '$6$slipwaysalt0$aT7VBVHeEKNYQ4.7yiJzLCAtWW232OSH2F70KCkgaiYR1D/tFPs/m6L/hhJMvpqUfnV4CjDcv4YAxpm1Tomi/0' \
   --no-sudo --timezone UTC
+# The generalized master is what a deployment server hands out (below).
+slipway capture "$work/clone" --name quickstart-generalized --description "generalized master"
 slipway answer check "$work/answer.toml" --root "$work/clone"
 slipway specialize "$work/clone" --answer "$work/answer.toml" --fact serial=QS1
 echo "the clone is now $(cat "$work/clone/etc/hostname"); slipway-firstboot.service finishes it at its first boot"
+
+echo "== deploy: a server on the embedded default (SQLite, self-signed TLS), a local agent with a directory target"
+# The server's own files (database, certificate, secrets) go to --data;
+# without it they live beside the store, in STORE.server.
+data=$work/server
+rm -rf "$data" "$work/agent" "$work/target"
+token=$(slipway server token new --data "$data" --name quickstart)
+enroll=$(slipway server token new --data "$data" --enrollment --name quickstart-agents --uses 1)
+slipway serve --data "$data" --listen 127.0.0.1:0 --json >"$work/serve.json" 2>"$work/serve.log" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do [ -s "$work/serve.json" ] && break; sleep 0.1; done
+started() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["started"][sys.argv[2]])' "$work/serve.json" "$1"; }
+export SLIPWAY_SERVER=$(started url) SLIPWAY_TOKEN=$token SLIPWAY_CA=$(started certificate)
+echo "server at $SLIPWAY_SERVER (console: $SLIPWAY_SERVER/console/)"
+slipway collection new quickstart --rule 'role == "quickstart" and memory_mb >= 64'
+slipway agent --enroll "$enroll" --target "$work/target" --state "$work/agent" \
+  --fact serial=QS2 --fact role=quickstart --once 2>"$work/agent.log" &
+agent_pid=$!
+for _ in $(seq 1 100); do [ "$(slipway machines --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["machines"]))')" -ge 1 ] && break; sleep 0.2; done
+slipway machines
+slipway deploy quickstart-generalized --to quickstart --answer "$work/answer.toml" --name quickstart-rollout --wait
+wait "$agent_pid"
+slipway status
+echo "the deployed target is now $(cat "$work/target/etc/hostname")"
+kill "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+trap - EXIT
 
 echo "== boot media: an ISO straight from the newest version, read back by xorriso and bsdtar"
 slipway iso build --image "$new" -o "$work/quickstart.iso" --volume-id QUICKSTART

@@ -145,6 +145,19 @@ impl Client {
         self.send("POST", path, body).await
     }
 
+    /// PUT of raw bytes (a package upload).
+    pub async fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+        let resp = self
+            .req(reqwest::Method::PUT, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("PUT {}{path}", self.base))?;
+        let resp = Self::check("PUT", path, resp).await?;
+        resp.json().await.with_context(|| format!("PUT {path}: the answer is not the JSON expected"))
+    }
+
     pub async fn delete(&self, path: &str) -> Result<()> {
         let resp = self
             .req(reqwest::Method::DELETE, path)

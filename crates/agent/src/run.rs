@@ -363,6 +363,11 @@ async fn deploy(
     )
     .await?;
 
+    if !a.packages.is_empty() {
+        let r = install_packages(opts, client, &a.packages).await?;
+        rep.log(Some(dep), r).await?;
+    }
+
     if a.has_answer {
         rep.state(dep, DeployState::Specializing, None).await?;
         let path = format!("/v1/machines/{machine}/deployments/{dep}/answer");
@@ -372,6 +377,36 @@ async fn deploy(
         rep.log(Some(dep), r).await?;
     }
     Ok(())
+}
+
+/// Fetches the deployment's update packages (each checked against its
+/// BLAKE3 id) and installs them into the target as `slipway install --root`
+/// does: signatures must verify against the keys the image itself trusts.
+async fn install_packages(opts: &AgentOptions, client: &Client, ids: &[String]) -> Result<String> {
+    use slipway_package::{keys, service, state::Mode, txn::NoProgress};
+    let dir = opts.state.join("packages");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for id in ids {
+        let path = dir.join(format!("{id}.slwpkg"));
+        let have = std::fs::read(&path).ok().is_some_and(|b| blake3::hash(&b).to_hex().as_str() == id);
+        if !have {
+            let url = format!("/v1/content/packages/{id}");
+            let bytes = retrying(|| client.get_bytes(&url)).await?;
+            let got = blake3::hash(&bytes).to_hex().to_string();
+            if &got != id {
+                bail!("package {id} arrived damaged or forged (its bytes hash to {got})");
+            }
+            write_private(&path, &bytes)?;
+        }
+        paths.push(path);
+    }
+    let trusted = keys::trusted_in(&keys::machine_trust_dir(&opts.target))?;
+    let o = service::Options { trusted, ..Default::default() };
+    let (out, _) =
+        tokio::task::block_in_place(|| service::install(&opts.target, &paths, Mode::Installed, &o, &NoProgress))
+            .context("installing the deployment's update packages into the target")?;
+    Ok(format!("installed {} update package(s): {}", out.len(), serde_json::to_string(&out).unwrap_or_default()))
 }
 
 /// Makes sure the target may be written: empty, or holding only what this

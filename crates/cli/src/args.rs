@@ -1224,6 +1224,10 @@ pub struct DeployArgs {
     /// A name for the deployment [default: IMAGE to COLLECTION]
     #[arg(long)]
     pub name: Option<String>,
+    /// An update package to install after the image, before specialize
+    /// (uploaded to the server; the image must trust its signer); repeatable
+    #[arg(long = "package", value_name = "FILE")]
+    pub packages: Vec<PathBuf>,
     /// No machine starts before this time (RFC 3339)
     #[arg(long, value_name = "TIME")]
     pub start: Option<String>,

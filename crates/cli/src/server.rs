@@ -347,19 +347,29 @@ pub fn deploy(a: DeployArgs) -> anyhow::Result<i32> {
             other => bail!("--firmware {other:?}: give bios or uefi"),
         });
     }
+    let c = client(&a.remote)?;
+    let rt = runtime()?;
+    let mut packages = Vec::new();
+    for p in &a.packages {
+        let bytes = std::fs::read(p).with_context(|| format!("reading package {}", p.display()))?;
+        let info: PackageInfo =
+            rt.block_on(c.put_bytes("/v1/packages", bytes)).with_context(|| format!("uploading {}", p.display()))?;
+        if !a.remote.json {
+            eprintln!("uploaded {} ({} {}) as {}", p.display(), info.name, info.version, info.id);
+        }
+        packages.push(info.id);
+    }
     let spec = DeploymentSpec {
         image: a.image,
         collection: a.to,
         name: a.name,
         answer,
-        packages: Vec::new(),
+        packages,
         start_at: a.start,
         end_at: a.end,
         max_parallel: a.max_parallel,
         firmware,
     };
-    let c = client(&a.remote)?;
-    let rt = runtime()?;
     let s: DeploymentStatus = rt.block_on(c.post("/v1/deployments", &spec))?;
     if a.wait {
         return watch(&rt, &c, &s.deployment.id, a.remote.json);

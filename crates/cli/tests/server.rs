@@ -434,6 +434,41 @@ mode = "0644"
     let headers = String::from_utf8_lossy(&o.stdout).to_lowercase();
     assert!(headers.contains("cache-control: public, max-age=31536000, immutable"), "{headers}");
 
+    // The web console shows each machine's state, in headless Chromium.
+    if require("chromium") {
+        let out = dir.join("console");
+        let routes = [format!("/deployments/{dep_id}"), format!("/machines/{id1}")];
+        let o = Command::new(ws.join("scripts/console-check.sh"))
+            .arg(&server.url)
+            .arg(&token)
+            .arg(&out)
+            .args(&routes)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "console-check failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let page = std::fs::read_to_string(out.join(format!("deployments_{dep_id}.html"))).unwrap();
+        assert!(page.contains(r#"data-view="deployment""#) && page.contains(r#"data-ready="1""#), "{page}");
+        for id in [&id1, &id2] {
+            assert!(
+                page.contains(&format!(r#"data-machine="{id}" data-state="succeeded""#)),
+                "the console shows {id} succeeded:\n{page}"
+            );
+        }
+        assert!(page.contains("web-a1") && page.contains("web-b2"), "the console shows the host names");
+        let machines = std::fs::read_to_string(out.join("machines.html")).unwrap();
+        assert_eq!(machines.matches("data-machine=").count(), 3, "{machines}");
+        let m1 = std::fs::read_to_string(out.join(format!("machines_{id1}.html"))).unwrap();
+        assert!(
+            m1.contains(r#"data-fact="role""#) && m1.contains("data-event="),
+            "the machine page shows facts and its log:\n{m1}"
+        );
+    }
+
     let ov: Value = serde_json::from_str(&curl(&server, "GET", "/v1/overview", Some(&token), None).1).unwrap();
     assert_eq!(ov["machines"], 3);
     assert_eq!(ov["states"]["succeeded"], 2);
@@ -478,4 +513,113 @@ fn deployment_end_to_end_on_postgres() {
     }
     let _stop = Stop(pg.path().to_path_buf());
     end_to_end(Some(&url), "postgres");
+}
+
+/// A deployment with an update package: uploaded by `deploy --package`
+/// (the store must trust its signer), fetched by the agent by id and
+/// installed into the target after the image, where the image's own trust
+/// decides; a package the image does not trust fails the machine with the
+/// reason.
+#[test]
+fn deployment_installs_update_packages() {
+    if !prerequisites() {
+        return;
+    }
+    let ws = workspace();
+    let t = tempfile::Builder::new().prefix("server-pkg-").tempdir_in(ws.join("target")).unwrap();
+    let dir = t.path();
+    let sw = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        c.args(args);
+        c
+    };
+    // A small root whose programs tell its architecture, and a newer app.conf.
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc/app")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/env", root.join("usr/bin/env")).unwrap();
+    std::fs::write(root.join("etc/app/app.conf"), "level=1\n").unwrap();
+    let newer = dir.join("newer");
+    ok(Command::new("cp").arg("-a").arg(&root).arg(&newer));
+    std::fs::write(newer.join("etc/app/app.conf"), "level=2\n").unwrap();
+    ok(&mut sw(&["key", "new", dir.join("k").to_str().unwrap()]));
+    let (key, public) = (dir.join("k.key"), dir.join("k.pub"));
+    let pkg = dir.join("fix.slwpkg");
+    ok(sw(&["package", "build", "--diff"])
+        .arg(&root)
+        .arg(&newer)
+        .args(["--id", "APP-FIX-1", "--sign"])
+        .arg(&key)
+        .arg("-o")
+        .arg(&pkg));
+    // The image trusts the key; a second image does not.
+    let store = dir.join("store");
+    ok(slipway(&store).args(["store", "init"]));
+    ok(slipway(&store).arg("capture").arg(&root).args(["--name", "untrusting"]));
+    ok(sw(&["key", "trust"]).arg(&public).arg("--root").arg(&root));
+    ok(slipway(&store).arg("capture").arg(&root).args(["--name", "app"]));
+    let mut tok = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    tok.arg("--store").arg(&store).args(["server", "token", "new", "--json"]);
+    let token: Value = serde_json::from_str(&ok(&mut tok)).unwrap();
+    let token = token["token"]["token"].as_str().unwrap().to_string();
+    let server = Server::start(&store, None, "127.0.0.1:0", &dir.join("server.log"));
+
+    // The store does not trust the signer yet: the upload is refused.
+    let o = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["deploy", "app", "--to", "none", "--server", &server.url, "--token", &token])
+        .arg("--ca")
+        .arg(&server.ca)
+        .arg("--package")
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused") && err.contains("key trust"), "{err}");
+    ok(slipway(&store).args(["key", "trust"]).arg(&public));
+
+    let enroll: Value = serde_json::from_str(
+        &curl(&server, "POST", "/v1/tokens", Some(&token), Some(r#"{"kind":"enrollment","name":"p"}"#)).1,
+    )
+    .unwrap();
+    let enroll = enroll["token"].as_str().unwrap().to_string();
+    let a = start_agent(dir, "p1", &server, &enroll, &["serial=P1"], true);
+    let b = start_agent(dir, "p2", &server, &enroll, &["serial=P2"], true);
+    wait_for("two machines", LIMIT, || {
+        admin(&server, &token, &["machines"])["machines"].as_array().unwrap().len() == 2
+    });
+    let id_of = |ag: &Agent| -> String {
+        let mut id = String::new();
+        wait_for("the agent's state file", LIMIT, || {
+            id = std::fs::read(ag.state.join("agent.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["machine_id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            !id.is_empty()
+        });
+        id
+    };
+    let (ida, idb) = (id_of(&a), id_of(&b));
+    admin(&server, &token, &["collection", "new", "pa", "--member", &ida]);
+    admin(&server, &token, &["collection", "new", "pb", "--member", &idb]);
+    let d1 = admin(&server, &token, &["deploy", "app", "--to", "pa", "--package", pkg.to_str().unwrap(), "--wait"]);
+    assert_eq!(d1["status"]["machines"][0]["state"], "succeeded", "{d1}");
+    assert_eq!(std::fs::read_to_string(a.target.join("etc/app/app.conf")).unwrap(), "level=2\n");
+    let installed = ok(Command::new(env!("CARGO_BIN_EXE_slipway")).args(["packages", "--root"]).arg(&a.target));
+    assert!(installed.contains("APP-FIX-1"), "{installed}");
+    // The other image does not trust the signer: the machine fails, saying why.
+    let o = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["deploy", "untrusting", "--to", "pb", "--wait", "--json", "--server", &server.url, "--token", &token])
+        .arg("--ca")
+        .arg(&server.ca)
+        .arg("--package")
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "deploy --wait exits 3 when a machine did not succeed");
+    let d2: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = &d2["status"]["machines"][0];
+    assert_eq!(m["state"], "failed", "{d2}");
+    assert!(m["reason"].as_str().unwrap().contains("update packages"), "{m}");
 }

@@ -218,3 +218,91 @@ pub async fn not_modified(req: axum::extract::Request, next: axum::middleware::N
     }
     next.run(req).await
 }
+
+/// Where uploaded update packages are kept: `DATA/packages/<blake3>.slwpkg`.
+fn package_path(st: &AppState, id: &str) -> std::path::PathBuf {
+    st.data.join("packages").join(format!("{id}.slwpkg"))
+}
+
+/// Uploads an update package (the file's bytes). The server opens it as
+/// `slipway integrate --image` would: its signature must verify against a
+/// key the store trusts (`STORE/trusted.d`). It is kept under its BLAKE3
+/// id, which deployments name in `packages`.
+#[utoipa::path(put, path = "/v1/packages", tag = "images", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = slipway_api::PackageInfo), (status = 400, body = slipway_api::ApiError)), security(("admin" = [])))]
+pub async fn upload_package(
+    State(st): State<Arc<AppState>>,
+    _a: crate::auth::Admin,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, axum::Json<slipway_api::PackageInfo>)> {
+    let id = blake3::hash(&body).to_hex().to_string();
+    let st2 = st.clone();
+    let id2 = id.clone();
+    let info = tokio::task::spawn_blocking(move || -> ApiResult<slipway_api::PackageInfo> {
+        let dir = st2.data.join("packages");
+        std::fs::create_dir_all(&dir).map_err(|e| ApiErr::internal(format!("creating {}: {e}", dir.display())))?;
+        let tmp = dir.join(format!(".{id2}.tmp"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)
+                .map_err(|e| ApiErr::internal(format!("creating {}: {e}", tmp.display())))?;
+            f.write_all(&body)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| ApiErr::internal(format!("writing {}: {e}", tmp.display())))?;
+        }
+        let store_keys = {
+            let store = st2.store.read().expect("store lock");
+            slipway_package::keys::trusted_in(&slipway_package::keys::store_trust_dir(store.path()))
+                .map_err(ApiErr::from)?
+        };
+        let opened = slipway_package::container::Package::open(
+            &tmp,
+            &slipway_package::container::OpenOptions { trusted: &store_keys, allow_unsigned: false },
+        );
+        let pkg = match opened {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(ApiErr::bad_request(
+                    format!("the package is refused: {e}"),
+                    "sign it with a key the server's store trusts ('slipway key trust PUB --store STORE')",
+                ));
+            }
+        };
+        std::fs::rename(&tmp, package_path(&st2, &id2))
+            .map_err(|e| ApiErr::internal(format!("storing the package: {e}")))?;
+        Ok(slipway_api::PackageInfo {
+            id: id2,
+            name: pkg.manifest.id.clone(),
+            version: pkg.manifest.version.clone(),
+            size: body.len() as u64,
+        })
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    let mut w = st.db.write().await?;
+    sqlx::query(
+        "INSERT INTO packages (id, name, version, size, uploaded_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&info.name)
+    .bind(&info.version)
+    .bind(info.size as i64)
+    .bind(crate::db::now_ms())
+    .execute(&mut *w.tx)
+    .await?;
+    w.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(info)))
+}
+
+/// An uploaded update package, by its BLAKE3 id.
+#[utoipa::path(get, path = "/v1/content/packages/{id}", tag = "content", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = slipway_api::ApiError)),
+    security(("admin" = []), ("machine" = [])))]
+pub async fn package(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_id(&id)?.to_string();
+    let bytes = tokio::fs::read(package_path(&st, &id))
+        .await
+        .map_err(|_| ApiErr::not_found(format!("no package {id} on this server")))?;
+    Ok(immutable(bytes, &id, "application/octet-stream"))
+}

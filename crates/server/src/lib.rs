@@ -48,6 +48,8 @@ pub struct AppState {
     /// One claim at a time, so `max_parallel` holds.
     claim: tokio::sync::Mutex<()>,
     secrets: PathBuf,
+    /// The server's data directory (packages are kept there).
+    data: PathBuf,
 }
 
 /// How the server speaks TLS.
@@ -187,6 +189,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(content::manifest))
         .routes(routes!(content::blob))
         .routes(routes!(content::pack))
+        .routes(routes!(content::package))
+        .routes(routes!(content::upload_package))
         .routes(routes!(images::list))
         .routes(routes!(tokens::create))
 }
@@ -242,6 +246,7 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(&Started)) -> Result<(
         work: tokio::sync::Notify::new(),
         claim: tokio::sync::Mutex::new(()),
         secrets,
+        data: opts.data.clone(),
     });
     let app = router(state);
     let handle = axum_server::Handle::new();
