@@ -17,7 +17,7 @@ pub struct Connection {
     /// `https://HOST:PORT` (or `http://` for a server run with `--plain-http`).
     pub server: String,
     /// A PEM certificate to trust (the server's self-signed one is in
-    /// `STORE.server/tls/cert.pem`). Without one, the system's roots.
+    /// `STORE.server/tls/cert.pem`). Required for `https://`.
     pub ca: Option<std::path::PathBuf>,
 }
 
@@ -178,6 +178,14 @@ fn load_cert(p: &Path) -> Result<reqwest::Certificate> {
 pub fn is_transient(e: &anyhow::Error) -> bool {
     if let Some(s) = e.downcast_ref::<ServerError>() {
         return s.status.is_server_error() || s.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    // A certificate that does not verify will not verify next time either.
+    let mut src: Option<&dyn std::error::Error> = Some(e.as_ref());
+    while let Some(x) = src {
+        if x.downcast_ref::<rustls::Error>().is_some() || x.to_string().contains("certificate") {
+            return false;
+        }
+        src = x.source();
     }
     e.chain().any(|c| {
         c.downcast_ref::<reqwest::Error>()

@@ -238,6 +238,12 @@ pub async fn run(opts: AgentOptions) -> Result<bool> {
         let a = match work {
             Ok(Some(a)) => a,
             Ok(None) => continue,
+            Err(e)
+                if client::status_of(&e) == Some(reqwest::StatusCode::FORBIDDEN)
+                    && format!("{e:#}").contains("rejected") =>
+            {
+                bail!("{e:#}; this agent stops (enroll it again with a new token and a new --state directory)");
+            }
             Err(e) if client::status_of(&e) == Some(reqwest::StatusCode::FORBIDDEN) => {
                 if !waiting_said {
                     eprintln!("slipway agent: {e:#}");

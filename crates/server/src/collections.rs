@@ -262,7 +262,7 @@ pub async fn delete(State(st): State<Arc<AppState>>, _a: Admin, Path(name): Path
     if !used.is_empty() {
         return Err(ApiErr::conflict(
             format!("collection {name:?} is the target of {} deployment(s)", used.len()),
-            "cancel them first; deployments keep their history",
+            "deployments keep their history, cancelled ones too; make a new collection instead",
         ));
     }
     sqlx::query("DELETE FROM collection_members WHERE collection_id = $1").bind(&id).execute(&mut *w.tx).await?;

@@ -102,11 +102,17 @@ pub async fn record(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<
     responses((status = 200, body = Manifest), (status = 404, body = slipway_api::ApiError)), security(("admin" = []), ("machine" = [])))]
 pub async fn manifest(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    if let Some(m) = st.manifests.lock().expect("manifest cache").get(&id) {
-        return Ok(manifest_response(m.clone()));
+    let cached = st.manifests.lock().expect("manifest cache").get(&id).cloned();
+    if let Some((body, packs)) = cached {
+        // A gc may have repacked since: use the cached list only while its
+        // packs are all still there.
+        let store = st.store.read().expect("store lock");
+        if packs.iter().all(|p| store.pack_path(p).exists()) {
+            return Ok(manifest_response(body));
+        }
     }
     let st2 = st.clone();
-    let body = tokio::task::spawn_blocking(move || -> ApiResult<Arc<Vec<u8>>> {
+    let (body, pack_ids) = tokio::task::spawn_blocking(move || -> ApiResult<(Arc<Vec<u8>>, Vec<BlobId>)> {
         let mut store = st2.store.write().expect("store lock");
         let record = store.read_record(&id).map_err(|e| ApiErr::not_found(format!("image record {id}: {e:#}")))?;
         store.reload_index().map_err(ApiErr::from)?;
@@ -134,12 +140,13 @@ pub async fn manifest(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Pat
                 pack: pos,
             });
         }
+        let ids = pack_pos.keys().copied().collect();
         let m = Manifest { record: id.to_string(), tree: record.root.tree.to_string(), blobs: out, packs };
-        Ok(Arc::new(serde_json::to_vec(&m).map_err(anyhow::Error::from)?))
+        Ok((Arc::new(serde_json::to_vec(&m).map_err(anyhow::Error::from)?), ids))
     })
     .await
     .map_err(anyhow::Error::from)??;
-    st.manifests.lock().expect("manifest cache").insert(id, body.clone());
+    st.manifests.lock().expect("manifest cache").insert(id, (body.clone(), pack_ids));
     Ok(manifest_response(body))
 }
 
@@ -212,6 +219,9 @@ pub async fn not_modified(req: axum::extract::Request, next: axum::middleware::N
         if resp.status() == StatusCode::OK && resp.headers().get(header::ETAG) == etag.as_ref() {
             let mut r = StatusCode::NOT_MODIFIED.into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+            if let Some(e) = etag {
+                r.headers_mut().insert(header::ETAG, e);
+            }
             return r;
         }
         return resp;

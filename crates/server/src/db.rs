@@ -65,6 +65,13 @@ impl Db {
         } else {
             bail!("database URL {} is neither sqlite:PATH nor postgres://...", shown(url));
         };
+        // A new SQLite file is created (as `slipway serve` does by default).
+        let url = if dialect == Dialect::Sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_string()
+        };
+        let url = url.as_str();
         let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         if dialect == Dialect::Sqlite {
             opts = opts.max_connections(8).after_connect(|conn, _| {

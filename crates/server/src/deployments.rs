@@ -90,12 +90,13 @@ pub(crate) async fn sync_machine(w: &mut Write<'_>, machine: &str, facts: &serde
         let d = dep_row(r);
         match have.get(&d.id) {
             None => {
-                let seq = sqlx::query("SELECT COUNT(*) AS n FROM deployment_machines WHERE deployment_id = $1")
-                    .bind(&d.id)
-                    .fetch_one(&mut *w.tx)
-                    .await?
-                    .int("n")
-                    + 1;
+                let seq =
+                    sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM deployment_machines WHERE deployment_id = $1")
+                        .bind(&d.id)
+                        .fetch_one(&mut *w.tx)
+                        .await?
+                        .int("n")
+                        + 1;
                 let f = fit(&d.requirements, d.answer.as_ref(), facts, seq);
                 sqlx::query(
                     "INSERT INTO deployment_machines (deployment_id, machine_id, seq, state, reason, hostname, updated_at) \

@@ -57,3 +57,23 @@ impl From<anyhow::Error> for ApiErr {
 }
 
 pub type ApiResult<T> = Result<T, ApiErr>;
+
+/// Turns axum's plain-text rejections (a body that is not the JSON
+/// expected, a bad path or query) into the API's `{error, fix}` body.
+pub async fn json_rejections(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(resp.status().is_client_error() && plain) {
+        return resp;
+    }
+    let status = resp.status();
+    let text = match axum::body::to_bytes(resp.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    ApiErr::new(status, text, Some("the request format is in /v1/openapi.json")).into_response()
+}

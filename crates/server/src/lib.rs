@@ -37,12 +37,15 @@ use utoipa_axum::routes;
 pub use db::Db;
 pub use tls::fingerprint;
 
+type Manifests = (Arc<Vec<u8>>, Vec<BlobId>);
+
 /// What every request handler shares.
 pub struct AppState {
     db: Db,
     store: RwLock<Store>,
     frames: Mutex<content::FrameCache>,
-    manifests: Mutex<HashMap<BlobId, Arc<Vec<u8>>>>,
+    /// Manifests by record, with the packs they name.
+    manifests: Mutex<HashMap<BlobId, Manifests>>,
     /// Woken when work may have appeared (agents long-poll on it).
     work: tokio::sync::Notify,
     /// One claim at a time, so `max_parallel` holds.
@@ -207,6 +210,7 @@ fn router(state: Arc<AppState>) -> axum::Router {
     )
     .merge(console::routes())
     .layer(axum::middleware::from_fn(content::not_modified))
+    .layer(axum::middleware::from_fn(error::json_rejections))
     .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
 }
 

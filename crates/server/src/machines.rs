@@ -48,10 +48,16 @@ pub async fn enroll(
                 if u <= 0 {
                     return Err(ApiErr::unauthorized("the enrollment token is used up", "ask an admin for a new one"));
                 }
-                sqlx::query("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = $1")
-                    .bind(row.text("id"))
-                    .execute(&mut *w.tx)
-                    .await?;
+                // Conditional, so two enrollments at once cannot both take the last use.
+                let took = sqlx::query(
+                    "UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = $1 AND uses_left > 0",
+                )
+                .bind(row.text("id"))
+                .execute(&mut *w.tx)
+                .await?;
+                if took.rows_affected() != 1 {
+                    return Err(ApiErr::unauthorized("the enrollment token is used up", "ask an admin for a new one"));
+                }
             }
             (MachineStatus::Approved, Some(row.text("id")))
         }
