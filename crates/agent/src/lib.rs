@@ -6,6 +6,7 @@
 pub mod client;
 pub mod fetch;
 pub mod inventory;
+pub mod load;
 mod retry;
 pub mod run;
 
