@@ -227,10 +227,11 @@ fn end_to_end(db: Option<&str>, tag: &str) {
     assert!(body.contains("slipway server token new"), "the error says what to do: {body}");
     assert_eq!(curl(&server, "POST", "/v1/agent/events", None, Some(r#"{"events":[]}"#)).0, 401);
     assert_eq!(curl(&server, "GET", "/v1/machines", Some("slw_admin_forged"), None).0, 401);
-    assert_eq!(
-        curl(&server, "POST", "/v1/enroll", None, Some(r#"{"token":"slw_enroll_forged","inventory":{}}"#)).0,
-        422
-    );
+    // A body that is not the JSON expected: 400 with the API's error body.
+    let (code, body) =
+        curl(&server, "POST", "/v1/enroll", None, Some(r#"{"token":"slw_enroll_forged","inventory":{}}"#));
+    assert_eq!(code, 400, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["fix"].as_str().unwrap().contains("openapi.json"), "{body}");
     let (code, doc) = curl(&server, "GET", "/v1/openapi.json", None, None);
     assert_eq!(code, 200);
     let doc: Value = serde_json::from_str(&doc).unwrap();
@@ -330,7 +331,18 @@ mode = "0644"
     let listen = server.listen.clone();
     drop(server);
     let server = Server::start(&store, db, &listen, &log);
+    let logs = || {
+        let mut out = String::new();
+        for p in [&log, &a1.log, &a2.log] {
+            out.push_str(&format!("--- {}\n{}\n", p.display(), std::fs::read_to_string(p).unwrap_or_default()));
+        }
+        out
+    };
+    let started = Instant::now();
     wait_for("both machines to succeed", LIMIT, || {
+        if started.elapsed() > LIMIT - Duration::from_secs(5) {
+            panic!("the machines did not finish: {}\n{}", status(&server), logs());
+        }
         let s = status(&server);
         let states: Vec<String> = s["status"]["machines"]
             .as_array()

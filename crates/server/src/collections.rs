@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::error::{Json, Path};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use slipway_api::*;
 use sqlx::any::AnyRow;
 
@@ -156,7 +156,7 @@ async fn to_collection(st: &AppState, row: &AnyRow) -> ApiResult<Collection> {
 }
 
 /// Every collection with its machines.
-#[utoipa::path(get, path = "/v1/collections", tag = "collections",
+#[utoipa::path(get, path = "/v1/collections", operation_id = "list_collections", tag = "collections",
     responses((status = 200, body = [Collection])), security(("admin" = [])))]
 pub async fn list(State(st): State<Arc<AppState>>, _a: Admin) -> ApiResult<Json<Vec<Collection>>> {
     let rows =
@@ -176,7 +176,7 @@ pub async fn get(State(st): State<Arc<AppState>>, _a: Admin, Path(name): Path<St
 }
 
 /// Makes a collection; its membership is evaluated at once.
-#[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CollectionSpec,
+#[utoipa::path(post, path = "/v1/collections", operation_id = "create_collection", tag = "collections", request_body = CollectionSpec,
     responses((status = 201, body = Collection), (status = 400, body = ApiError), (status = 409, body = ApiError)), security(("admin" = [])))]
 pub async fn create(
     State(st): State<Arc<AppState>>,
@@ -248,7 +248,7 @@ pub async fn update(
 
 /// Deletes a collection that no deployment uses.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
-    responses((status = 204), (status = 409, body = ApiError)), security(("admin" = [])))]
+    responses((status = 204), (status = 404, body = ApiError), (status = 409, body = ApiError)), security(("admin" = [])))]
 pub async fn delete(State(st): State<Arc<AppState>>, _a: Admin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let mut w = st.db.write().await?;
     let row = sqlx::query("SELECT id FROM collections WHERE name = $1")

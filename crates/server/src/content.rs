@@ -7,8 +7,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::error::Path;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use slipway_api::{Manifest, ManifestBlob, ManifestPack};
@@ -61,6 +62,12 @@ fn parse_id(s: &str) -> ApiResult<BlobId> {
         .map_err(|_| ApiErr::bad_request(format!("{s:?} is not a BLAKE3 id"), "ids are 64 lower-case hex digits"))
 }
 
+/// Raw bytes, for the OpenAPI document (a binary string, not an array of
+/// numbers).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(#[allow(dead_code)] Vec<u8>);
+
 fn immutable(body: Vec<u8>, etag: &str, content_type: &'static str) -> Response {
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
@@ -81,7 +88,7 @@ fn read_error(e: ReadError) -> ApiErr {
 
 /// An image record (JSON), as stored: its BLAKE3 hash is its id.
 #[utoipa::path(get, path = "/v1/content/records/{id}", tag = "content", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/json", body = Vec<u8>), (status = 404, body = slipway_api::ApiError)),
+    responses((status = 200, content_type = "application/json", body = serde_json::Value), (status = 404, body = slipway_api::ApiError)),
     security(("admin" = []), ("machine" = [])))]
 pub async fn record(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
@@ -159,7 +166,7 @@ fn manifest_response(body: Arc<Vec<u8>>) -> Response {
 
 /// One blob, uncompressed.
 #[utoipa::path(get, path = "/v1/content/blobs/{id}", tag = "content", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = slipway_api::ApiError)),
+    responses((status = 200, content_type = "application/octet-stream", body = Binary), (status = 404, body = slipway_api::ApiError)),
     security(("admin" = []), ("machine" = [])))]
 pub async fn blob(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
@@ -188,7 +195,7 @@ pub async fn blob(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<St
 
 /// A whole pack file, as stored (docs/store-format.md, section 7).
 #[utoipa::path(get, path = "/v1/content/packs/{id}", tag = "content", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = slipway_api::ApiError)),
+    responses((status = 200, content_type = "application/octet-stream", body = Binary), (status = 404, body = slipway_api::ApiError)),
     security(("admin" = []), ("machine" = [])))]
 pub async fn pack(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
@@ -238,7 +245,7 @@ fn package_path(st: &AppState, id: &str) -> std::path::PathBuf {
 /// `slipway integrate --image` would: its signature must verify against a
 /// key the store trusts (`STORE/trusted.d`). It is kept under its BLAKE3
 /// id, which deployments name in `packages`.
-#[utoipa::path(put, path = "/v1/packages", tag = "images", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+#[utoipa::path(put, path = "/v1/packages", tag = "images", request_body(content = Binary, content_type = "application/octet-stream"),
     responses((status = 201, body = slipway_api::PackageInfo), (status = 400, body = slipway_api::ApiError)), security(("admin" = [])))]
 pub async fn upload_package(
     State(st): State<Arc<AppState>>,
@@ -307,7 +314,7 @@ pub async fn upload_package(
 
 /// An uploaded update package, by its BLAKE3 id.
 #[utoipa::path(get, path = "/v1/content/packages/{id}", tag = "content", params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = slipway_api::ApiError)),
+    responses((status = 200, content_type = "application/octet-stream", body = Binary), (status = 404, body = slipway_api::ApiError)),
     security(("admin" = []), ("machine" = [])))]
 pub async fn package(State(st): State<Arc<AppState>>, _c: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?.to_string();

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use crate::error::{Json, Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use slipway_api::*;
 use slipway_sysprep::answer::{self as sysanswer, Answer, Facts};
@@ -156,7 +156,7 @@ fn refused(r: sysanswer::Refused) -> ApiErr {
 /// Makes a deployment. The image version is pinned now; the answer file is
 /// checked against the image (as `slipway answer check --image` does), and
 /// every machine of the collection joins as pending or incompatible.
-#[utoipa::path(post, path = "/v1/deployments", tag = "deployments", request_body = DeploymentSpec,
+#[utoipa::path(post, path = "/v1/deployments", operation_id = "create_deployment", tag = "deployments", request_body = DeploymentSpec,
     responses((status = 201, body = DeploymentStatus), (status = 400, body = ApiError)), security(("admin" = [])))]
 pub async fn create(
     State(st): State<Arc<AppState>>,
@@ -297,7 +297,7 @@ fn to_deployment(r: &AnyRow, counts: &HashMap<String, BTreeMap<String, u64>>) ->
 }
 
 /// Every deployment, newest first, with machine counts by state.
-#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+#[utoipa::path(get, path = "/v1/deployments", operation_id = "list_deployments", tag = "deployments",
     responses((status = 200, body = [Deployment])), security(("admin" = [])))]
 pub async fn list(State(st): State<Arc<AppState>>, _a: Admin) -> ApiResult<Json<Vec<Deployment>>> {
     let rows = sqlx::query(&format!(
@@ -357,7 +357,7 @@ pub async fn status(
 /// Stops a deployment: pending machines leave it; machines already at work
 /// finish their step and report as usual.
 #[utoipa::path(post, path = "/v1/deployments/{id}/cancel", tag = "deployments", params(("id" = String, Path)),
-    responses((status = 200, body = DeploymentStatus)), security(("admin" = [])))]
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ApiError)), security(("admin" = [])))]
 pub async fn cancel(
     State(st): State<Arc<AppState>>,
     _a: Admin,
@@ -381,7 +381,7 @@ pub async fn cancel(
 /// was fixed). This is the only way a final state is left.
 #[utoipa::path(post, path = "/v1/deployments/{id}/machines/{machine}/retry", tag = "deployments",
     params(("id" = String, Path), ("machine" = String, Path)),
-    responses((status = 200, body = DeploymentStatus), (status = 409, body = ApiError)), security(("admin" = [])))]
+    responses((status = 200, body = DeploymentStatus), (status = 404, body = ApiError), (status = 409, body = ApiError)), security(("admin" = [])))]
 pub async fn retry(
     State(st): State<Arc<AppState>>,
     _a: Admin,
@@ -489,6 +489,7 @@ async fn claim(st: &AppState, machine: &str) -> ApiResult<Option<Assignment>> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WorkQuery {
     /// Seconds to wait for work before answering 204 (long poll; at most 60).
     wait: Option<u64>,
@@ -688,6 +689,7 @@ pub(crate) async fn events_where(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Only events with an id above this.
     after: Option<i64>,
@@ -746,7 +748,8 @@ fn resolve_secret(st: &AppState, key: &str, r: &sysanswer::SecretRef) -> ApiResu
 /// and only while it works on the deployment.
 #[utoipa::path(get, path = "/v1/machines/{id}/deployments/{deployment}/answer", tag = "agent",
     params(("id" = String, Path), ("deployment" = String, Path)),
-    responses((status = 200, body = RenderedAnswer), (status = 403, body = ApiError), (status = 404, body = ApiError)), security(("machine" = [])))]
+    responses((status = 200, body = RenderedAnswer), (status = 403, body = ApiError), (status = 404, body = ApiError),
+        (status = 422, body = ApiError, description = "a secret the answer file names cannot be read on the server")), security(("machine" = [])))]
 pub async fn answer(
     State(st): State<Arc<AppState>>,
     m: auth::Machine,

@@ -77,3 +77,49 @@ pub async fn json_rejections(req: axum::extract::Request, next: axum::middleware
     };
     ApiErr::new(status, text, Some("the request format is in /v1/openapi.json")).into_response()
 }
+
+/// `axum::Json`, `Query` and `Path`, except that a request they cannot read
+/// is answered like every other error (400 with an `ApiError` body) instead
+/// of axum's plain-text 400/415/422, which the OpenAPI document cannot
+/// describe. `Json` is also a response, as axum's is.
+pub struct Json<T>(pub T);
+pub struct Query<T>(pub T);
+pub struct Path<T>(pub T);
+
+const READ_FIX: &str = "see the operation in /v1/openapi.json (JSON bodies need 'Content-Type: application/json')";
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
+    type Rejection = ApiErr;
+    async fn from_request(req: axum::extract::Request, st: &S) -> Result<Self, ApiErr> {
+        axum::Json::<T>::from_request(req, st)
+            .await
+            .map(|axum::Json(v)| Json(v))
+            .map_err(|r| ApiErr::bad_request(r.body_text(), READ_FIX))
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiErr;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &S) -> Result<Self, ApiErr> {
+        axum::extract::Query::<T>::from_request_parts(parts, st)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|r| ApiErr::bad_request(r.body_text(), READ_FIX))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiErr;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &S) -> Result<Self, ApiErr> {
+        axum::extract::Path::<T>::from_request_parts(parts, st)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|r| ApiErr::bad_request(r.body_text(), READ_FIX))
+    }
+}

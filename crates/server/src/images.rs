@@ -107,7 +107,7 @@ pub fn check(req: &Requirements, facts: &serde_json::Value) -> Result<(), String
 }
 
 /// Every image version in the server's store.
-#[utoipa::path(get, path = "/v1/images", tag = "images",
+#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", tag = "images",
     responses((status = 200, body = [ImageInfo])), security(("admin" = [])))]
 pub async fn list(State(st): State<Arc<AppState>>, _a: Admin) -> ApiResult<Json<Vec<ImageInfo>>> {
     let st2 = st.clone();

@@ -159,7 +159,7 @@ async fn overview(State(st): State<Arc<AppState>>, _a: auth::Admin) -> error::Ap
 }
 
 /// Is the server up (no authentication).
-#[utoipa::path(get, path = "/v1/health", tag = "server", responses((status = 200, description = "the server is up")))]
+#[utoipa::path(get, path = "/v1/health", tag = "server", responses((status = 200, description = "the server is up", body = serde_json::Value)))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
@@ -199,7 +199,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
 }
 
 fn router(state: Arc<AppState>) -> axum::Router {
-    let (api, doc) = api_routes().with_state(state).split_for_parts();
+    let (api, mut doc) = api_routes().with_state(state).split_for_parts();
+    common_responses(&mut doc);
     let doc = Arc::new(doc);
     api.route(
         "/v1/openapi.json",
@@ -216,7 +217,38 @@ fn router(state: Arc<AppState>) -> axum::Router {
 
 /// The OpenAPI document, as the server serves it at `/v1/openapi.json`.
 pub fn openapi_json() -> String {
-    serde_json::to_string_pretty(&api_routes().split_for_parts().1).unwrap_or_default()
+    let mut doc = api_routes().split_for_parts().1;
+    common_responses(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// Adds the responses that every operation can give and that the route
+/// attributes leave out: 401 and 403 from the credential extractors on every
+/// operation with a `security` requirement, and 400 from the path, query and
+/// body extractors (`error::Json`, `Query`, `Path`) on every operation that
+/// takes parameters or a body.
+fn common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let err = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build())
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+            let r = &mut op.responses.responses;
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                r.entry("401".into()).or_insert_with(|| err("no credential, or one this server does not know").into());
+                r.entry("403".into()).or_insert_with(|| {
+                    err("this credential may not do this (a machine not approved, or on the admin API)").into()
+                });
+            }
+            if op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                r.entry("400".into()).or_insert_with(|| err("the request cannot be read").into());
+            }
+        }
+    }
 }
 
 /// What a started server reports.

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use crate::error::{Json, Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use slipway_api::*;
 use sqlx::any::AnyRow;
@@ -231,13 +231,14 @@ fn summary(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only machines with this status.
     status: Option<String>,
 }
 
 /// Every machine, with its collections and its newest deployment state.
-#[utoipa::path(get, path = "/v1/machines", tag = "machines", params(ListQuery),
+#[utoipa::path(get, path = "/v1/machines", operation_id = "list_machines", tag = "machines", params(ListQuery),
     responses((status = 200, body = [MachineSummary])), security(("admin" = [])))]
 pub async fn list(
     State(st): State<Arc<AppState>>,
@@ -290,7 +291,7 @@ pub async fn detail(
 /// Every version of a machine's facts, newest first, each with the keys
 /// that changed from the one before.
 #[utoipa::path(get, path = "/v1/machines/{id}/facts", tag = "machines", params(("id" = String, Path, description = "machine id or name")),
-    responses((status = 200, body = [FactsVersion])), security(("admin" = [])))]
+    responses((status = 200, body = [FactsVersion]), (status = 404, body = ApiError)), security(("admin" = [])))]
 pub async fn facts_history(
     State(st): State<Arc<AppState>>,
     _a: Admin,
@@ -315,6 +316,7 @@ pub async fn facts_history(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with an id above this (for following a log).
     after: Option<i64>,
@@ -324,7 +326,7 @@ pub struct EventsQuery {
 
 /// A machine's events (state changes, progress, log lines), oldest first.
 #[utoipa::path(get, path = "/v1/machines/{id}/events", tag = "machines", params(("id" = String, Path, description = "machine id or name"), EventsQuery),
-    responses((status = 200, body = [Event])), security(("admin" = [])))]
+    responses((status = 200, body = [Event]), (status = 404, body = ApiError)), security(("admin" = [])))]
 pub async fn events(
     State(st): State<Arc<AppState>>,
     _a: Admin,
@@ -356,7 +358,7 @@ async fn set_status(st: &AppState, id: &str, status: MachineStatus) -> ApiResult
 
 /// Lets a machine that enrolled without a token receive work.
 #[utoipa::path(post, path = "/v1/machines/{id}/approve", tag = "machines", params(("id" = String, Path, description = "machine id or name")),
-    responses((status = 200, body = MachineSummary)), security(("admin" = [])))]
+    responses((status = 200, body = MachineSummary), (status = 404, body = ApiError)), security(("admin" = [])))]
 pub async fn approve(
     State(st): State<Arc<AppState>>,
     _a: Admin,
@@ -367,7 +369,7 @@ pub async fn approve(
 
 /// Refuses a machine: its credential stops working.
 #[utoipa::path(post, path = "/v1/machines/{id}/reject", tag = "machines", params(("id" = String, Path, description = "machine id or name")),
-    responses((status = 200, body = MachineSummary)), security(("admin" = [])))]
+    responses((status = 200, body = MachineSummary), (status = 404, body = ApiError)), security(("admin" = [])))]
 pub async fn reject(
     State(st): State<Arc<AppState>>,
     _a: Admin,

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::error::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use slipway_api::{TokenCreated, TokenKind, TokenRequest};
 
 use crate::auth::{self, Admin};
@@ -39,7 +39,7 @@ pub async fn make(db: &Db, req: &TokenRequest) -> anyhow::Result<TokenCreated> {
             .bind(&req.name)
             .bind(auth::token_hash(&token))
             .bind(req.uses.map(i64::from))
-            .bind(req.expires_in.map(|s| now + (s as i64) * 1000))
+            .bind(req.expires_in.map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))))
             .bind(now)
             .execute(&mut *w.tx)
             .await?;
@@ -51,7 +51,7 @@ pub async fn make(db: &Db, req: &TokenRequest) -> anyhow::Result<TokenCreated> {
 }
 
 /// Makes an admin or enrollment token. The value is in this answer only.
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenRequest,
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", tag = "tokens", request_body = TokenRequest,
     responses((status = 201, body = TokenCreated), (status = 400, body = slipway_api::ApiError)), security(("admin" = [])))]
 pub async fn create(
     State(st): State<Arc<AppState>>,
