@@ -49,20 +49,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
-/// Writes a file (mode 0600) through a temporary file, fsync and rename.
+/// Writes a private file (0600) atomically.
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    slipway_store::write_private(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The SHA-256 fingerprint of a PEM certificate, as `openssl x509

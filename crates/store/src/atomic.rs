@@ -49,6 +49,27 @@ fn stage_and_rename(tmp_dir: &Path, dest: &Path, data: &[u8], noreplace: bool) -
     r
 }
 
+/// Writes a private file (mode 0600) atomically beside `dest`: a staging
+/// file in the same directory, fsync, rename, fsync of the directory. For
+/// credentials and state files outside a store (the agent's state, the
+/// server's TLS key).
+pub fn write_private(dest: &Path, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = dest.parent().expect("destination has a parent");
+    let tmp = dir.join(tmp_name(".private"));
+    let r = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        persist(&tmp, dest)
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
 /// Renames a staged, already fsynced file into place and fsyncs the
 /// directory that now holds it.
 pub(crate) fn persist(tmp: &Path, dest: &Path) -> io::Result<()> {

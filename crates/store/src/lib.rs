@@ -38,6 +38,7 @@ mod tree;
 mod verify;
 
 pub use apply::{apply, ApplyReport};
+pub use atomic::write_private;
 pub use browse::{lookup, read_file, split_path, Found};
 pub use capture::{capture, CaptureOptions, CaptureReport};
 pub use config::Config;
