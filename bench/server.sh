@@ -97,7 +97,9 @@ say "building slipway and slipway-load (cargo build --release -p slipway -p slip
 (cd "$REPO" && cargo build --release -p slipway -p slipway-agent)
 SLIPWAY=$REPO/target/release/slipway
 LOAD=$REPO/target/release/slipway-load
-ulimit -n 65536 2>/dev/null || say "could not raise the open-file limit (now $(ulimit -n))"
+# two descriptors a connection (client and server side) and then some
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge $((4 * CONC + 1024)) ] || die "open-file limit $(ulimit -n) is too low for $CONC connections"
 
 SERVER_ENV=(env)
 if $SIGPIPE_WORKAROUND; then
@@ -152,13 +154,27 @@ json_load() { # json_load WHEN
   printf '{"kind":"load_avg","when":"%s","uptime":"%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >>"$RAW"
 }
 cpu_ticks() { awk '$1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6; exit }' /proc/stat; }
+HZ=$(getconf CLK_TCK)
 CPU0=""
 cpu_start() { CPU0=$(cpu_ticks); }
-cpu_busy() { # the share of all CPUs busy since cpu_start, in percent
+cpu_busy() { # "PCT SECONDS": the share of all CPUs busy since cpu_start, and the CPU seconds that is
   local b0 t0 b1 t1
   read -r b0 t0 <<<"$CPU0"
   read -r b1 t1 < <(cpu_ticks)
-  awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN { printf "%.1f", t ? 100 * b / t : 0 }'
+  awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" -v hz="$HZ" 'BEGIN { printf "%.1f %.2f\n", t ? 100 * b / t : 0, b / hz }'
+}
+# wait_quiet: waits (up to 3 minutes) until less than 15% of the CPUs were busy over 3 s, so
+# that other work on the machine does not count in the next step; sets QUIET to that share.
+wait_quiet() {
+  local i b s
+  for ((i = 0; i < 60; i++)); do
+    cpu_start
+    sleep 3
+    read -r b s < <(cpu_busy)
+    awk -v b="$b" 'BEGIN { exit !(b < 15) }' && break
+  done
+  QUIET=$b
+  [ "$i" -lt 60 ] || say "the machine stayed busy ($b% of its CPUs over 3 s); measuring anyway"
 }
 
 # start_server LOG DATA [ARGS...]: slipway serve under GNU time, on a free loopback port;
@@ -206,6 +222,10 @@ EOF
   $alive || say "FINDING: slipway serve had stopped during $step (run $RUN), GNU time: $(head -c 200 "$log.time"); see $log.err"
 }
 
+client_time() { # client_time FILE: GNU time's figures of slipway-load as JSON
+  python3 -c 'import json,sys; w,r,u,s=open(sys.argv[1]).read().split()[-4:]; print(json.dumps({"client_cpu_s": round(float(u)+float(s), 2), "client_rss_kib": int(r)}))' "$1" 2>/dev/null || echo '{}'
+}
+
 admin_token() { # admin_token DATA [--db URL]: a new admin token, offline
   local data=$1
   shift
@@ -219,12 +239,14 @@ record() {
   [ -n "$extra" ] || extra='{}'
   python3 - "$RUN" "$1" "$2" "$3" "$4" "$extra" >>"$RAW" <<'EOF'
 import json, sys
-run, step, path, rc, busy, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), json.loads(sys.argv[6])
+run, step, path, rc, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[6])
+busy, busy_s, quiet = (float(x) for x in sys.argv[5].split())
 try:
     rep = json.load(open(path))
 except (OSError, ValueError) as e:
     rep = {"error": f"no JSON report from slipway-load ({e.__class__.__name__})"}
-rec = {"kind": "step", "run": run, "step": step, "rc": rc, "cpu_busy_pct": busy, "report": rep}
+rec = {"kind": "step", "run": run, "step": step, "rc": rc, "cpu_busy_pct": busy, "cpu_busy_s": busy_s,
+       "busy_before_pct": quiet, "report": rep}
 rec.update(extra)
 print(json.dumps(rec, sort_keys=True))
 EOF
@@ -238,19 +260,22 @@ load_run() {
   start_server "$log-server" "$data" "$@"
   say "run $RUN $step: $MACHINES machines x $EVENTS events, $CONC in flight, server $URL"
   sync
+  wait_quiet
   cpu_start
   /usr/bin/time -f '%e %M %U %S' -o "$log.time" \
     "$LOAD" --server "$URL" --ca "$CA" --token "$tok" --machines "$MACHINES" --events "$EVENTS" \
     --concurrency "$CONC" --json >"$log.json" 2>"$log.err" || rc=$?
-  busy=$(cpu_busy)
+  busy="$(cpu_busy) $QUIET"
   stop_server "$log-server" "$step"
-  record "$step" "$log.json" "$rc" "$busy"
-  python3 - "$log.json" "$rc" "$busy" <<'EOF' >&2 || true
+  local client
+  client=$(client_time "$log.time")
+  record "$step" "$log.json" "$rc" "$busy" "$client"
+  python3 - "$log.json" "$rc" "$busy" <<'EOF' >&2 2>/dev/null || true
 import json, sys
 r = json.load(open(sys.argv[1])); e = r["events"]["latency"]
 print(f"bench-server:   exit {sys.argv[2]}: {r['events_stored']} of {r['events_sent']} events stored, "
       f"{r['failures']} failed requests, {r['events_per_second']:.0f} events/s, event post p50 {e['p50_ms']:.1f} ms "
-      f"p99 {e['p99_ms']:.1f} ms, CPU busy {sys.argv[3]}%")
+      f"p99 {e['p99_ms']:.1f} ms, CPU busy {sys.argv[3].split()[0]}% (before: {sys.argv[3].split()[2]}%)")
 EOF
   [ "$rc" -eq 0 ] || say "FINDING: slipway-load exited $rc in $step (run $RUN); see $log.json and $log.err"
 }
@@ -306,18 +331,21 @@ dl_step() {
   esac
   rm -rf "$O/dl"
   sync
+  wait_quiet
   cpu_start
-  /usr/bin/time -f '%e %M %U %S' -o "$log.time" \
+  # the agent retries a server that went away for 10 minutes by default; here that is a finding
+  SLIPWAY_AGENT_RETRY_SECS=20 /usr/bin/time -f '%e %M %U %S' -o "$log.time" \
     "$LOAD" "${args[@]}" --ca "$CA" --agents "$AGENTS" --cache-dir "$O/dl" --json >"$log.json" 2>"$log.err" || rc=$?
-  busy=$(cpu_busy)
+  busy="$(cpu_busy) $QUIET"
   local client
-  client=$(python3 -c 'import json,sys; w,r,u,s=open(sys.argv[1]).read().split()[-4:]; print(json.dumps({"client_cpu_s": float(u)+float(s), "client_rss_kib": int(r)}))' "$log.time" 2>/dev/null || echo '{}')
+  client=$(client_time "$log.time")
   record "download_$m" "$log.json" "$rc" "$busy" "$client"
-  python3 - "$log.json" "$rc" "$busy" <<'EOF' >&2 || true
+  python3 - "$log.json" "$rc" "$busy" <<'EOF' >&2 2>/dev/null || true
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"bench-server:   {r['method']:<11} exit {sys.argv[2]}: {r['agents']} agents, {r['bytes']/1e6:.1f} MB in "
-      f"{r['wall_seconds']:.2f} s, {r['aggregate_mb_per_s']:.0f} MB/s, failures {r['failures']}, CPU busy {sys.argv[3]}%")
+      f"{r['wall_seconds']:.2f} s, {r['aggregate_mb_per_s']:.0f} MB/s, failures {r['failures']}, CPU busy {sys.argv[3].split()[0]}% "
+      f"(before: {sys.argv[3].split()[2]}%)")
 EOF
   [ "$rc" -eq 0 ] || say "FINDING: $m download failed (exit $rc, run $RUN); see $log.json and $log.err"
   if [ "$RUN" -eq 1 ] && [ "$rc" -eq 0 ]; then check_download "$m"; fi
@@ -488,7 +516,12 @@ for db in ("sqlite", "postgres"):
         "events_lost": sum(s["report"]["events_lost"] for s in ss),
         "failures": sum(s["report"]["failures"] for s in ss),
         "cpu_busy_pct": median([s["cpu_busy_pct"] for s in ss]),
+        "busy_before_pct": median([s["busy_before_pct"] for s in ss]),
         "server_cpu_s": median([srv(s["run"], s["step"]).get("cpu_s") for s in ss]),
+        "client_cpu_s": median([s.get("client_cpu_s") for s in ss]),
+        # everything else the machine did meanwhile (PostgreSQL's own processes for load_postgres)
+        "other_cpu_s": median([s["cpu_busy_s"] - (srv(s["run"], s["step"]).get("cpu_s") or 0) - (s.get("client_cpu_s") or 0)
+                               for s in ss]),
         "server_rss_mib": median([(srv(s["run"], s["step"]).get("rss_kib") or 0) / 1024 for s in ss]),
     }
 dl = {}
@@ -506,6 +539,7 @@ for m in ("slipway_agent", "slipway_packs", "nginx_packs"):
         "bytes": g(lambda s: s["report"]["bytes"]),
         "client_cpu_s": g(lambda s: s.get("client_cpu_s")),
         "cpu_busy_pct": g(lambda s: s["cpu_busy_pct"]),
+        "busy_before_pct": g(lambda s: s["busy_before_pct"]),
         "failures": sum(s["report"]["failures"] for s in ss),
     }
 ratio = lambda a, b: (a / b) if (a is not None and b) else None
@@ -540,7 +574,7 @@ print(f"slipway server benchmark: medians of {result['runs']} run(s), mode {resu
       f"{meta['events']} events, {meta['concurrency']} requests in flight; {mach['nproc']} CPUs"
       + ("; SIGPIPE workaround ON" if meta["sigpipe_workaround"] else ""))
 head = ["database", "events/s", "post p50 ms", "p95", "p99", "max", "enroll p50 / p99 ms", "inventory p50 ms",
-        "stored / sent", "lost", "failed", "CPU busy %", "server CPU s"]
+        "stored / sent", "lost", "failed", "CPU busy %", "CPU s server / client / other"]
 rows = []
 for db, m in load.items():
     if not m["runs"]:
@@ -550,7 +584,8 @@ for db, m in load.items():
                  fmt(m["event_p99_ms"], ".1f"), fmt(m["event_max_ms"], ".0f"),
                  f"{fmt(m['enroll_p50_ms'], '.0f')} / {fmt(m['enroll_p99_ms'], '.0f')}", fmt(m["inventory_p50_ms"], ".0f"),
                  f"{m['events_stored']:,} / {m['events_sent']:,}", str(m["events_lost"]), str(m["failures"]),
-                 fmt(m["cpu_busy_pct"], ".0f"), fmt(m["server_cpu_s"], ".1f")])
+                 fmt(m["cpu_busy_pct"], ".0f"),
+                 f"{fmt(m['server_cpu_s'], '.1f')} / {fmt(m['client_cpu_s'], '.1f')} / {fmt(m['other_cpu_s'], '.1f')}"])
 print(text_table(head, rows))
 print(f"PostgreSQL / SQLite events/s: {fmt(ratios['postgres_over_sqlite_events_per_second'], '.2f')}")
 print()

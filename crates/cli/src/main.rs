@@ -16,6 +16,9 @@ use clap::{CommandFactory, FromArgMatches};
 fn main() {
     sigpipe::reset();
     let matches = args::Cli::command().get_matches();
+    if matches!(matches.subcommand_name(), Some("serve" | "agent")) {
+        sigpipe::ignore();
+    }
     let mut cli = match args::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -13,3 +13,15 @@ pub fn reset() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Ignores SIGPIPE again, for the long-running commands (`serve`, `agent`):
+/// a closed standard output (a supervisor or test that read the start line
+/// and went away) must not kill a server; the write fails instead.
+#[allow(unsafe_code)]
+pub fn ignore() {
+    // SAFETY: called from main before the command starts any thread;
+    // SIG_IGN is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

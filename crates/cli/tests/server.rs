@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ struct Server {
     url: String,
     ca: PathBuf,
     listen: String,
+    log: PathBuf,
 }
 
 impl Server {
@@ -36,15 +36,27 @@ impl Server {
             c.args(["--db", db]);
         }
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut child = c.stdout(Stdio::piped()).stderr(err).spawn().expect("starting slipway serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        // Standard output to a file, read as it grows: the server outlives
+        // any reader.
+        let out_path = log.with_extension(format!(
+            "out.{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let mut child = c.stdout(out).stderr(err).spawn().expect("starting slipway serve");
+        let t = Instant::now();
+        let mut line = String::new();
+        while t.elapsed() < Duration::from_secs(60) {
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if let Some((first, _)) = text.split_once('\n') {
+                line = first.to_string();
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("slipway serve exited ({st}); log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
             panic!(
                 "slipway serve printed no start line ({line:?}); log:\n{}",
@@ -54,7 +66,7 @@ impl Server {
         let url = v["started"]["url"].as_str().unwrap().to_string();
         let ca = PathBuf::from(v["started"]["certificate"].as_str().expect("a TLS certificate"));
         let listen = url.trim_start_matches("https://").to_string();
-        Server { child, url, ca, listen }
+        Server { child, url, ca, listen, log: log.to_path_buf() }
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -116,7 +128,12 @@ fn admin(s: &Server, token: &str, args: &[&str]) -> Value {
         .arg(&s.ca)
         .output()
         .unwrap();
-    assert!(o.status.success(), "slipway {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "slipway {args:?} failed: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(&s.log).unwrap_or_default()
+    );
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("slipway {args:?} printed no JSON"))
 }
 
