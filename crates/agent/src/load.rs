@@ -704,3 +704,38 @@ pub fn human_download(r: &DownloadReport) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let l = Latency::of((1..=100).rev().map(f64::from).collect());
+        assert_eq!((l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms), (100, 50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Latency::of(vec![7.0]).p99_ms, 7.0);
+        assert_eq!(Latency::of(Vec::new()).count, 0);
+    }
+
+    #[test]
+    fn synthetic_machines_are_distinct_and_change_one_fact() {
+        let mut seen = std::collections::HashSet::new();
+        for i in [0, 1, 255, 256, 65_535, 65_536, 99_999] {
+            let inv = synthetic_inventory(i);
+            assert!(seen.insert((inv.hostname.clone(), inv.nic[0].mac.clone(), inv.dmi.serial.clone())));
+            let before = inv.facts();
+            let after = changed_inventory(i).facts();
+            let changed: Vec<&String> =
+                before.as_object().unwrap().keys().filter(|k| before[k.as_str()] != after[k.as_str()]).collect();
+            assert_eq!(changed, ["target"]);
+        }
+    }
+
+    #[test]
+    fn events_alternate_log_and_progress() {
+        let (a, b) = (event(3, 1, 10), event(3, 2, 10));
+        assert_eq!((a.kind, b.kind), (EventKind::Log, EventKind::Progress));
+        assert!(a.message.as_deref().is_some_and(|m| m.starts_with("load-00003: step 1 of 10")));
+        assert_eq!((b.done, b.total), (Some(2_000_000), Some(10_000_000)));
+    }
+}
