@@ -103,7 +103,9 @@ data=$work/server
 rm -rf "$data" "$work/agent" "$work/target"
 token=$(slipway server token new --data "$data" --name quickstart)
 enroll=$(slipway server token new --data "$data" --enrollment --name quickstart-agents --uses 1)
-slipway serve --data "$data" --listen 127.0.0.1:0 --json >"$work/serve.json" 2>"$work/serve.log" &
+# The binary itself in the background (not the shell function), so $! is
+# the server's own PID and the kill below stops it.
+"$ROOT/target/release/slipway" serve --data "$data" --listen 127.0.0.1:0 --json >"$work/serve.json" 2>"$work/serve.log" &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do [ -s "$work/serve.json" ] && break; sleep 0.1; done
@@ -111,7 +113,7 @@ started() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sta
 export SLIPWAY_SERVER=$(started url) SLIPWAY_TOKEN=$token SLIPWAY_CA=$(started certificate)
 echo "server at $SLIPWAY_SERVER (console: $SLIPWAY_SERVER/console/)"
 slipway collection new quickstart --rule 'role == "quickstart" and memory_mb >= 64'
-slipway agent --enroll "$enroll" --target "$work/target" --state "$work/agent" \
+"$ROOT/target/release/slipway" agent --enroll "$enroll" --target "$work/target" --state "$work/agent" \
   --fact serial=QS2 --fact role=quickstart --once 2>"$work/agent.log" &
 agent_pid=$!
 for _ in $(seq 1 100); do [ "$(slipway machines --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["machines"]))')" -ge 1 ] && break; sleep 0.2; done
