@@ -4,7 +4,7 @@
 # bytes. One command:
 #
 #   sudo bench/server.sh [--runs N] [--quick] [--machines N] [--events N] [--concurrency N]
-#                        [--agents K] [--sigpipe-workaround]
+#                        [--agents K]
 #
 #   --runs N          timed runs (default 3); the report shows medians
 #   --quick           smoke test: 1 run; the result goes to target/bench-cache/server-quick.json
@@ -13,9 +13,6 @@
 #   --events N        status events per machine, one request each (default 10)
 #   --concurrency N   requests in flight during the load (default 256)
 #   --agents K        agents downloading the image at once (default 20)
-#   --sigpipe-workaround  run slipway serve with SIGPIPE ignored (an LD_PRELOAD shim built
-#                     here); without it a client that closes its connection at the wrong
-#                     moment kills the server (exit 141); the report records the choice
 #
 # What it does, in order:
 #   1. Installs missing tools (scripts/install-deps.sh: nginx, PostgreSQL, curl) and builds
@@ -56,13 +53,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 NAME=bench/server.sh
-USAGE_LINES=2,19p
+USAGE_LINES=2,16p
 NEEDS="loop devices and mounts; PostgreSQL runs as the postgres user"
 MACHINES=10000
 EVENTS=10
 CONC=256
 AGENTS=20
-SIGPIPE_WORKAROUND=false
 bench_extra_arg() {
   case $1 in
     --machines | --events | --concurrency | --agents)
@@ -74,7 +70,6 @@ bench_extra_arg() {
         --agents) AGENTS=$2 ;;
       esac
       BENCH_SHIFT=2 ;;
-    --sigpipe-workaround) SIGPIPE_WORKAROUND=true; BENCH_SHIFT=1 ;;
     *) return 1 ;;
   esac
 }
@@ -100,27 +95,6 @@ LOAD=$REPO/target/release/slipway-load
 # two descriptors a connection (client and server side) and then some
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((4 * CONC + 1024)) ] || die "open-file limit $(ulimit -n) is too low for $CONC connections"
-
-SERVER_ENV=(env)
-if $SIGPIPE_WORKAROUND; then
-  command -v cc >/dev/null || die "--sigpipe-workaround needs a C compiler (cc)"
-  cat >"$LOGDIR/nosigpipe.c" <<'EOF'
-/* Makes every signal(SIGPIPE, ...) set SIG_IGN: slipway's main sets SIGPIPE back to the
-   default, which kills a network server when a client closes its connection. */
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-typedef void (*handler_t)(int);
-handler_t signal(int sig, handler_t h) {
-  static handler_t (*real)(int, handler_t);
-  if (!real) real = (handler_t(*)(int, handler_t))dlsym(RTLD_NEXT, "signal");
-  return real(sig, sig == SIGPIPE ? SIG_IGN : h);
-}
-EOF
-  cc -shared -fPIC -O2 -o "$LOGDIR/nosigpipe.so" "$LOGDIR/nosigpipe.c" -ldl
-  SERVER_ENV=(env LD_PRELOAD="$LOGDIR/nosigpipe.so")
-  say "SIGPIPE workaround: slipway serve runs with LD_PRELOAD=$LOGDIR/nosigpipe.so"
-fi
 
 # ---------------------------------------------------------------- 2. root
 ROOT=$("$REPO/scripts/minbase-root.sh" "$REPO/target/cache/minbase-bookworm")
@@ -183,7 +157,7 @@ start_server() {
   local log=$1 data=$2 i
   shift 2
   mkdir -p "$data"
-  "${SERVER_ENV[@]}" /usr/bin/time -f '%e %M %U %S' -o "$log.time" \
+  /usr/bin/time -f '%e %M %U %S' -o "$log.time" \
     "$SLIPWAY" --store "$STORE" serve --data "$data" --listen 127.0.0.1:0 --json "$@" >"$log.out" 2>"$log.err" &
   TPID=$!
   for ((i = 0; i < 600; i++)); do
@@ -199,11 +173,15 @@ start_server() {
 # stop_server LOG STEP: stops the server (SIGTERM) if it still runs; a server that had
 # stopped on its own is recorded as a finding. Writes the server's CPU and RSS to $RAW.
 stop_server() {
-  local log=$1 step=$2 alive=true rc=0
+  local log=$1 step=$2 alive=true rc=0 i
   kill -0 "$SPID" 2>/dev/null || alive=false
   if $alive; then kill "$SPID" 2>/dev/null || true; fi
   wait "$TPID" || rc=$?
   SPID="" TPID=""
+  for ((i = 0; i < 50; i++)); do # GNU time's figures, once it wrote them
+    [ -s "$log.time" ] && break
+    sleep 0.1
+  done
   python3 - "$log" "$RUN" "$step" "$alive" "$rc" >>"$RAW" <<'EOF'
 import json, sys
 log, run, step, alive, rc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "true", int(sys.argv[5])
@@ -212,8 +190,8 @@ rec = {"kind": "server", "run": run, "step": step, "alive_at_end": alive, "exit"
 try:
     wall, rss, usr, sys_ = lines[-1].split()
     rec.update(wall_s=float(wall), rss_kib=int(rss), cpu_s=float(usr) + float(sys_))
-except ValueError:
-    pass
+except (IndexError, ValueError):
+    rec["time_missing"] = True
 rec["time_note"] = " ".join(l for l in lines[:-1] if l.strip())
 err = open(log + ".err", errors="replace").read().strip().splitlines()
 rec["stderr_tail"] = err[-5:]
@@ -407,7 +385,6 @@ meta = {
  "mode": "$MODE", "runs_requested": $RUNS, "started_utc": "$STAMP", "slipway_bin": "$SLIPWAY",
  "load_bin": "$LOAD", "git_rev": "$GIT_REV", "git_dirty": $( [ "$GIT_DIRTY" = true ] && echo True || echo False),
  "machines": $MACHINES, "events": $EVENTS, "concurrency": $CONC, "agents": $AGENTS,
- "sigpipe_workaround": $( $SIGPIPE_WORKAROUND && echo True || echo False),
  "open_files_limit": "$(ulimit -n)",
  "root": {"path": "$ROOT", "recipe": "scripts/minbase-root.sh target/cache/minbase-bookworm"},
  "store": {"packs": $packs_n, "pack_bytes": $packs_bytes, "image": "minbase@1"},
@@ -571,8 +548,7 @@ with open(sys.argv[4], "w") as f:
 
 print()
 print(f"slipway server benchmark: medians of {result['runs']} run(s), mode {result['mode']}; {meta['machines']} machines x "
-      f"{meta['events']} events, {meta['concurrency']} requests in flight; {mach['nproc']} CPUs"
-      + ("; SIGPIPE workaround ON" if meta["sigpipe_workaround"] else ""))
+      f"{meta['events']} events, {meta['concurrency']} requests in flight; {mach['nproc']} CPUs")
 head = ["database", "events/s", "post p50 ms", "p95", "p99", "max", "enroll p50 / p99 ms", "inventory p50 ms",
         "stored / sent", "lost", "failed", "CPU busy %", "CPU s server / client / other"]
 rows = []
