@@ -28,7 +28,11 @@ on their own):
       table, and writes everything (raw records, medians, targets, machine) to OUT.
 
   bench.py markdown RESULTS.json OUT.md
-      Renders docs/benchmarks.md from a results JSON.
+      Renders docs/benchmarks.md from a results JSON (keeping the server section).
+
+  bench.py server-markdown RESULTS.json OUT.md
+      Writes the deployment server section (bench/server.sh's results) into OUT.md,
+      between its markers, replacing the previous one.
 
   bench.py iso-report --raw RAW.jsonl --meta META.json --out OUT.json
       Reads the raw measurements of bench/iso.sh (slipway iso build against
@@ -1540,8 +1544,128 @@ def cmd_markdown(args):
     for k, v in mach["versions"].items():
         a(f"  - {k}: `{v}`")
     a("")
+    text = "\n".join(L)
+    # Sections other harnesses keep in this page (bench/server.sh) survive.
+    try:
+        kept = extract_section(open(args.out).read(), SERVER_BEGIN, SERVER_END)
+    except FileNotFoundError:
+        kept = None
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
     with open(args.out, "w") as f:
-        f.write("\n".join(L))
+        f.write(text)
+
+
+SERVER_BEGIN = "<!-- server-bench:begin (written by bench/server.sh; bench/run.sh keeps it) -->"
+SERVER_END = "<!-- server-bench:end -->"
+
+
+def extract_section(text, begin, end):
+    """The marked block (markers included), or None."""
+    i = text.find(begin)
+    j = text.find(end, i + 1) if i >= 0 else -1
+    return text[i:j + len(end)] if i >= 0 and j >= 0 else None
+
+
+def splice_section(text, block, begin, end):
+    """`text` with its marked block replaced by `block` (appended if absent)."""
+    old = extract_section(text, begin, end)
+    if old:
+        return text.replace(old, block)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def cmd_server_markdown(args):
+    with open(args.results) as f:
+        res = json.load(f)
+    meta, mach, load, dl, ratios = res["meta"], res["machine"], res["load"], res["download"], res["ratios"]
+    name = os.path.relpath(args.results, os.path.dirname(os.path.dirname(os.path.abspath(args.out))))
+    L = [SERVER_BEGIN]
+    a = L.append
+    a("")
+    a(f"## Deployment server: {meta['machines']:,} machines, and an image to {meta['agents']} agents (issue 7)")
+    a("")
+    a(f"Results of `sudo bench/server.sh --runs {meta['runs_requested']}` at {res['generated_utc']}, "
+      f"slipway at commit {meta['git_rev']}{' (uncommitted changes)' if meta['git_dirty'] else ''}; "
+      f"medians of {res['runs']} runs; every figure and every raw record in `{name}`.")
+    a("")
+    a(f"**Load.** `slipway-load` simulates {meta['machines']:,} machines against one `slipway serve` "
+      f"(self-signed TLS, HTTP/1.1, loopback): each enrolls with an enrollment token, reports its inventory, "
+      f"reports it again with one fact changed (a new facts version), then posts {meta['events']} status events "
+      f"(log and progress), one event per request, with {meta['concurrency']} requests in flight. Afterwards the "
+      f"server's event count is compared with what was sent, and 50 machines' events and facts history are read "
+      f"back. A fresh database each run; SQLite in the server's data directory, PostgreSQL "
+      f"{mach['versions'].get('postgres', '').split(' (Debian')[0].replace('postgres (PostgreSQL) ', '')} in a "
+      f"throwaway cluster (fsync on), both on the same journaled ext4 scratch filesystem.")
+    a("")
+    head = ["database", "events/s", "status post p50 ms", "p95 ms", "p99 ms", "max ms", "enroll p50 / p99 ms",
+            "inventory p50 ms", "events stored / sent", "lost", "failed requests", "server CPU s", "server RSS MiB"]
+    rows = []
+    for db, m in load.items():
+        if not m["runs"]:
+            rows.append([db, "failed"] + [""] * (len(head) - 2))
+            continue
+        rows.append([db, fmt(m["events_per_second"], ".0f"), fmt(m["event_p50_ms"], ".1f"),
+                     fmt(m["event_p95_ms"], ".1f"), fmt(m["event_p99_ms"], ".1f"), fmt(m["event_max_ms"], ".0f"),
+                     f"{fmt(m['enroll_p50_ms'], '.0f')} / {fmt(m['enroll_p99_ms'], '.0f')}",
+                     fmt(m["inventory_p50_ms"], ".0f"), f"{m['events_stored']:,} / {m['events_sent']:,}",
+                     str(m["events_lost"]), str(m["failures"]), fmt(m["server_cpu_s"], ".1f"),
+                     fmt(m.get("server_rss_mib"), ".0f")])
+    a(md_table(head, rows))
+    a("")
+    a(f"PostgreSQL / SQLite events per second: **{fmt(ratios['postgres_over_sqlite_events_per_second'], '.2f')}**. "
+      "Latency is measured by the client around each request, from sending it to the parsed answer; with "
+      f"{meta['concurrency']} requests in flight it is mostly time in the server's queue "
+      "(requests in flight / events per second). An answer means the events are committed (synchronous=FULL on "
+      "SQLite, fsync on PostgreSQL): an agent forgets an event only once it is durable.")
+    a("")
+    a(f"**Download.** The image ({meta['store']['image']}: {meta['store']['packs']} packs, "
+      f"{meta['store']['pack_bytes'] / 1e6:.1f} MB) to {meta['agents']} clients at once over TLS on loopback, "
+      "one server, rotating order each run:")
+    a("")
+    a("- `slipway_agent`: the agent's own fetch (`fetch_image`): record, manifest, every pack, 8 requests in flight, "
+      "each blob decompressed, checked against its BLAKE3 id and imported into the agent's own new cache store "
+      "(compressed again and written as packs): everything an agent does before applying.")
+    a("- `slipway_packs`: the same pack URLs (`/v1/content/packs/ID`) from slipway, 8 at a time per client, into files.")
+    a("- `nginx_packs`: the same files from nginx (sendfile, TLS with the same certificate, the store as its root), "
+      "same client.")
+    a("")
+    head = ["download", "wall s (min - max)", "MB/s", "per client median / max s", "MB moved", "client CPU s",
+            "failed"]
+    rows = []
+    for m, d in dl.items():
+        if not d["runs"]:
+            rows.append([m, "failed"] + [""] * (len(head) - 2))
+            continue
+        rows.append([m, f"{d['seconds']:.2f} ({d['seconds_min']:.2f} - {d['seconds_max']:.2f})",
+                     fmt(d["mb_per_s"], ".0f"), f"{d['agent_median_s']:.2f} / {d['agent_max_s']:.2f}",
+                     fmt(d["bytes"] / 1e6, ".1f"), fmt(d["client_cpu_s"], ".1f"), str(d["failures"])])
+    a(md_table(head, rows))
+    a("")
+    a(f"Time ratios: slipway serving packs / nginx **{fmt(ratios['slipway_packs_over_nginx_seconds'], '.2f')}**; "
+      f"the full agent fetch / nginx serving files {fmt(ratios['slipway_agent_over_nginx_seconds'], '.2f')} "
+      "(the agent's time goes to its own CPU work, decompressing, hashing and storing, on the same 2 CPUs as "
+      "the server; it is not the server's speed).")
+    a("")
+    if res["findings"]:
+        a("**Findings:**")
+        for f_ in res["findings"]:
+            a(f"- {f_}")
+    else:
+        a("No findings: every request answered, no event lost, the server stayed up through every run.")
+    a("")
+    a(f"Machine: {mach['os']}, kernel {mach['kernel']}, {mach['nproc']} CPUs ({mach['cpu']}), "
+      f"{mach['mem_total_bytes'] / 2**30:.1f} GiB RAM; the load tool, the server, the database and nginx share "
+      "the two CPUs. Versions: " + ", ".join(f"{k} `{v}`" for k, v in mach["versions"].items()) + ".")
+    a("")
+    a(SERVER_END)
+    block = "\n".join(L)
+    try:
+        text = open(args.out).read()
+    except FileNotFoundError:
+        text = ""
+    with open(args.out, "w") as f:
+        f.write(splice_section(text, block, SERVER_BEGIN, SERVER_END))
 
 
 def main():
@@ -1564,6 +1688,10 @@ def main():
     p.add_argument("results")
     p.add_argument("out")
     p.set_defaults(fn=cmd_markdown)
+    p = sub.add_parser("server-markdown")
+    p.add_argument("results")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_server_markdown)
     p = sub.add_parser("changed")
     p.add_argument("old")
     p.add_argument("new")

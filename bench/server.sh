@@ -44,7 +44,8 @@
 #      share from /proc/stat. A server that dies, a failed request or a lost event is a finding:
 #      the report names it and the script exits 1.
 #   5. Medians, ratios and the findings, as a table and as JSON in
-#      bench/results/server-<UTC time>.json.
+#      bench/results/server-<UTC time>.json, and as the server section of docs/benchmarks.md
+#      (bench/bench.py server-markdown; bench/run.sh keeps that section when it rewrites the page).
 #
 # Needs root: loop devices and mounts; PostgreSQL runs as the postgres user.
 # Exit status: 0 done, 1 a step failed or the server lost work, 2 usage / not root.
@@ -586,5 +587,11 @@ if findings:
     sys.exit(1)
 print("\nno findings: every request answered, no event lost, the server stayed up")
 EOF
-say "wrote $OUT; raw logs: $LOGDIR"
+if [ "$MODE" = quick ]; then
+  python3 "$HERE/bench.py" server-markdown "$OUT" "$CACHE/benchmarks-server-quick.md"
+  say "wrote $OUT and $CACHE/benchmarks-server-quick.md (bench/results and docs untouched); raw logs: $LOGDIR"
+else
+  python3 "$HERE/bench.py" server-markdown "$OUT" "$REPO/docs/benchmarks.md"
+  say "wrote $OUT and its section of docs/benchmarks.md; raw logs: $LOGDIR"
+fi
 exit "$rc"

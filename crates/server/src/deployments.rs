@@ -547,17 +547,20 @@ pub async fn post_events(
     if batch.events.len() > 1000 {
         return Err(ApiErr::bad_request("more than 1000 events in one batch", "send them in smaller batches"));
     }
+    if let Some(e) = batch.events.iter().find(|e| e.kind == EventKind::State && e.state.is_none()) {
+        return Err(ApiErr::bad_request(format!("event {} is a state event without a state", e.seq), "add \"state\""));
+    }
     let now = now_ms();
-    let mut ack = EventAck::default();
-    let mut finished = false;
-    let mut w = st.db.write().await?;
+    let machine = m.id.clone();
+    // Events are small and frequent: they share commits (group commit on
+    // SQLite); the answer goes out once they are durable.
+    let (ack, finished) = st
+        .db
+        .grouped(move |conn| {
+            Box::pin(async move {
+                let mut ack = EventAck::default();
+                let mut finished = false;
     for e in &batch.events {
-        if e.kind == EventKind::State && e.state.is_none() {
-            return Err(ApiErr::bad_request(
-                format!("event {} is a state event without a state", e.seq),
-                "add \"state\"",
-            ));
-        }
         let at = match &e.at {
             Some(t) => parse_time(t).unwrap_or(now),
             None => now,
@@ -567,7 +570,7 @@ pub async fn post_events(
             "INSERT INTO events (machine_id, seq, deployment_id, kind, state, message, done, total, at, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (machine_id, seq) DO NOTHING",
         )
-        .bind(&m.id)
+        .bind(&machine)
         .bind(e.seq as i64)
         .bind(&e.deployment_id)
         .bind(e.kind.as_str())
@@ -577,7 +580,7 @@ pub async fn post_events(
         .bind(e.total.map(|v| v as i64))
         .bind(at)
         .bind(now)
-        .execute(&mut *w.tx)
+        .execute(&mut *conn)
         .await?;
         if stored.rows_affected() == 0 {
             ack.duplicates += 1;
@@ -587,8 +590,8 @@ pub async fn post_events(
         let Some(dep) = &e.deployment_id else { continue };
         let row = sqlx::query("SELECT state FROM deployment_machines WHERE deployment_id = $1 AND machine_id = $2")
             .bind(dep)
-            .bind(&m.id)
-            .fetch_optional(&mut *w.tx)
+            .bind(&machine)
+            .fetch_optional(&mut *conn)
             .await?;
         let Some(row) = row else {
             if e.kind == EventKind::State {
@@ -625,8 +628,8 @@ pub async fn post_events(
                 .bind(reason)
                 .bind(now)
                 .bind(dep)
-                .bind(&m.id)
-                .execute(&mut *w.tx)
+                .bind(&machine)
+                .execute(&mut *conn)
                 .await?;
                 finished |= to.is_final();
             }
@@ -636,15 +639,18 @@ pub async fn post_events(
                     .bind(e.total.map(|v| v as i64))
                     .bind(now)
                     .bind(dep)
-                    .bind(&m.id)
-                    .execute(&mut *w.tx)
+                    .bind(&machine)
+                    .execute(&mut *conn)
                     .await?;
             }
             _ => {}
         }
     }
-    sqlx::query("UPDATE machines SET last_seen = $1 WHERE id = $2").bind(now).bind(&m.id).execute(&mut *w.tx).await?;
-    w.commit().await?;
+    sqlx::query("UPDATE machines SET last_seen = $1 WHERE id = $2").bind(now).bind(&machine).execute(&mut *conn).await?;
+                Ok::<_, ApiErr>((ack, finished))
+            })
+        })
+        .await?;
     if finished {
         // A slot is free: machines waiting for one may go.
         st.work.notify_waiters();
