@@ -1599,7 +1599,8 @@ def cmd_server_markdown(args):
       f"throwaway cluster (fsync on), both on the same journaled ext4 scratch filesystem.")
     a("")
     head = ["database", "events/s", "status post p50 ms", "p95 ms", "p99 ms", "max ms", "enroll p50 / p99 ms",
-            "inventory p50 ms", "events stored / sent", "lost", "failed requests", "server CPU s", "server RSS MiB"]
+            "inventory p50 ms", "events stored / sent", "lost", "failed requests", "server CPU s", "server RSS MiB",
+            "machine CPU busy %"]
     rows = []
     for db, m in load.items():
         if not m["runs"]:
@@ -1610,14 +1611,17 @@ def cmd_server_markdown(args):
                      f"{fmt(m['enroll_p50_ms'], '.0f')} / {fmt(m['enroll_p99_ms'], '.0f')}",
                      fmt(m["inventory_p50_ms"], ".0f"), f"{m['events_stored']:,} / {m['events_sent']:,}",
                      str(m["events_lost"]), str(m["failures"]), fmt(m["server_cpu_s"], ".1f"),
-                     fmt(m.get("server_rss_mib"), ".0f")])
+                     fmt(m.get("server_rss_mib"), ".0f"), fmt(m.get("cpu_busy_pct"), ".0f")])
     a(md_table(head, rows))
     a("")
     a(f"PostgreSQL / SQLite events per second: **{fmt(ratios['postgres_over_sqlite_events_per_second'], '.2f')}**. "
       "Latency is measured by the client around each request, from sending it to the parsed answer; with "
       f"{meta['concurrency']} requests in flight it is mostly time in the server's queue "
       "(requests in flight / events per second). An answer means the events are committed (synchronous=FULL on "
-      "SQLite, fsync on PostgreSQL): an agent forgets an event only once it is durable.")
+      "SQLite, fsync on PostgreSQL): an agent forgets an event only once it is durable. SQLite writes status "
+      "events by group commit (the batches that arrive during one commit share the next; "
+      "docs/server-api.md §16). PostgreSQL runs on the same two CPUs as the server and the load tool "
+      "(machine CPU busy %), so its figure here is bounded by this machine, not by PostgreSQL.")
     a("")
     a(f"**Download.** The image ({meta['store']['image']}: {meta['store']['packs']} packs, "
       f"{meta['store']['pack_bytes'] / 1e6:.1f} MB) to {meta['agents']} clients at once over TLS on loopback, "
@@ -1653,6 +1657,15 @@ def cmd_server_markdown(args):
             a(f"- {f_}")
     else:
         a("No findings: every request answered, no event lost, the server stayed up through every run.")
+    a("")
+    a("**How to rerun:** `sudo bench/server.sh` (`--runs N`, `--machines N`, `--events N`, `--concurrency N`, "
+      "`--agents K`; `--quick` for one run that leaves this page alone). It installs what is missing "
+      "(`scripts/install-deps.sh`), builds `slipway` and the load tool `slipway-load` (`crates/agent/src/bin`, "
+      "`slipway-load --help`) in release mode, and keeps every server, database and cache on a fresh journaled "
+      "ext4 filesystem in a loop-mounted file. The commands of each step:")
+    a("")
+    for step, cmd in meta.get("commands", {}).items():
+        a(f"- {step}: {cmd}" if cmd.startswith("the ") else f"- {step}: `{cmd}`")
     a("")
     a(f"Machine: {mach['os']}, kernel {mach['kernel']}, {mach['nproc']} CPUs ({mach['cpu']}), "
       f"{mach['mem_total_bytes'] / 2**30:.1f} GiB RAM; the load tool, the server, the database and nginx share "
