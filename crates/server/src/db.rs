@@ -206,6 +206,7 @@ async fn group_writer(
             }
         };
         let mut delivers: Vec<Deliver> = Vec::new();
+        let mut broken = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             if let Err(e) = (*tx).execute("SAVEPOINT grouped_job").await {
@@ -220,21 +221,26 @@ async fn group_writer(
             if ended.is_ok() {
                 ended = (*tx).execute("RELEASE grouped_job").await.map(drop);
             }
+            delivers.push(deliver);
             if let Err(e) = ended {
-                // The transaction is in an unknown state: fail the group.
-                let e = anyhow!("ending a savepoint: {e}");
-                deliver(Some(&e));
-                for d in delivers.drain(..) {
-                    d(Some(&e));
-                }
+                // The transaction is in an unknown state: the whole group
+                // is rolled back and fails.
+                broken = Some(anyhow!("ending a savepoint: {e}"));
                 break;
             }
-            delivers.push(deliver);
             if delivers.len() < GROUP_MAX {
                 next = jobs.try_recv().ok();
             }
         }
-        let committed = tx.commit().await.map_err(|e| anyhow!("committing to the database: {e}"));
+        let committed = match broken {
+            Some(e) => {
+                if let Err(re) = tx.rollback().await {
+                    eprintln!("slipway serve: database writer: rolling back: {re}");
+                }
+                Err(e)
+            }
+            None => tx.commit().await.map_err(|e| anyhow!("committing to the database: {e}")),
+        };
         commits.fetch_add(committed.is_ok() as u64, Ordering::Relaxed);
         if let Err(e) = &committed {
             eprintln!("slipway serve: database writer: {e:#}");
