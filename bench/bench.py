@@ -1551,7 +1551,7 @@ def cmd_markdown(args):
     except FileNotFoundError:
         kept = None
     if kept:
-        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+        text = splice_section(text, kept, SERVER_BEGIN, SERVER_END)
     with open(args.out, "w") as f:
         f.write(text)
 

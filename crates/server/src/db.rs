@@ -181,8 +181,9 @@ impl Db {
             })
         });
         jobs.send(run).map_err(|_| E::from(anyhow!("the database writer has stopped")))?;
-        recv.await
-            .map_err(|_| E::from(anyhow!("the database writer could not start a transaction (see the server log)")))?
+        recv.await.map_err(|_| {
+            E::from(anyhow!("the database writer dropped this write before running it (see the server log)"))
+        })?
     }
 }
 

@@ -556,11 +556,27 @@ pub async fn post_events(
     // SQLite); the answer goes out once they are durable.
     let (ack, finished) = st
         .db
-        .grouped(move |conn| {
-            Box::pin(async move {
-                let mut ack = EventAck::default();
-                let mut finished = false;
-    for e in &batch.events {
+        .grouped(move |conn| Box::pin(async move { store_events(conn, &machine, &batch.events, now).await }))
+        .await?;
+    if finished {
+        // A slot is free: machines waiting for one may go.
+        st.work.notify_waiters();
+    }
+    Ok(Json(ack))
+}
+
+/// Stores a batch of one machine's events and applies its state and
+/// progress events to the machine's deployment rows; says what was taken
+/// and whether the machine reached a final state.
+async fn store_events(
+    conn: &mut sqlx::AnyConnection,
+    machine: &str,
+    events: &[AgentEvent],
+    now: i64,
+) -> ApiResult<(EventAck, bool)> {
+    let mut ack = EventAck::default();
+    let mut finished = false;
+    for e in events {
         let at = match &e.at {
             Some(t) => parse_time(t).unwrap_or(now),
             None => now,
@@ -570,7 +586,7 @@ pub async fn post_events(
             "INSERT INTO events (machine_id, seq, deployment_id, kind, state, message, done, total, at, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (machine_id, seq) DO NOTHING",
         )
-        .bind(&machine)
+        .bind(machine)
         .bind(e.seq as i64)
         .bind(&e.deployment_id)
         .bind(e.kind.as_str())
@@ -590,7 +606,7 @@ pub async fn post_events(
         let Some(dep) = &e.deployment_id else { continue };
         let row = sqlx::query("SELECT state FROM deployment_machines WHERE deployment_id = $1 AND machine_id = $2")
             .bind(dep)
-            .bind(&machine)
+            .bind(machine)
             .fetch_optional(&mut *conn)
             .await?;
         let Some(row) = row else {
@@ -628,7 +644,7 @@ pub async fn post_events(
                 .bind(reason)
                 .bind(now)
                 .bind(dep)
-                .bind(&machine)
+                .bind(machine)
                 .execute(&mut *conn)
                 .await?;
                 finished |= to.is_final();
@@ -639,23 +655,15 @@ pub async fn post_events(
                     .bind(e.total.map(|v| v as i64))
                     .bind(now)
                     .bind(dep)
-                    .bind(&machine)
+                    .bind(machine)
                     .execute(&mut *conn)
                     .await?;
             }
             _ => {}
         }
     }
-    sqlx::query("UPDATE machines SET last_seen = $1 WHERE id = $2").bind(now).bind(&machine).execute(&mut *conn).await?;
-                Ok::<_, ApiErr>((ack, finished))
-            })
-        })
-        .await?;
-    if finished {
-        // A slot is free: machines waiting for one may go.
-        st.work.notify_waiters();
-    }
-    Ok(Json(ack))
+    sqlx::query("UPDATE machines SET last_seen = $1 WHERE id = $2").bind(now).bind(machine).execute(&mut *conn).await?;
+    Ok((ack, finished))
 }
 
 /// Events matching a machine and/or a deployment, oldest first.
